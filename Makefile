@@ -1,0 +1,37 @@
+# rchat — the two commands a newcomer needs: `make run` and `make test`.
+# Both create the virtualenv in .venv on first use (only Python is needed).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint install clean
+
+$(BIN)/python:
+	@echo "==> Creating the virtualenv in $(VENV) with $(PYTHON)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python requirements/base.txt requirements/dev.txt pyproject.toml
+	@echo "==> Installing requirements/dev.txt and rchat (editable); first time takes a minute"
+	$(BIN)/python -m pip install --progress-bar on -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+	@echo "==> Installed: $$($(BIN)/python -m pip list 2>/dev/null | tail -n +3 | wc -l) packages in $(VENV)"
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+run: $(STAMP)
+	$(BIN)/python manage.py rchat_demo_setup
+	$(BIN)/honcho -f Procfile start
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,128 @@
+"""System checks: ``manage.py check`` reports a broken rchat setup before traffic does."""
+
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+from .conf import DEFAULTS, get_setting, unknown_settings
+from .exceptions import RChatConfigurationError
+
+
+def _is_http_url(value):
+    parts = urlsplit(value or "")
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+@register()
+def check_settings(app_configs=None, **kwargs):
+    errors = []
+    unknown = unknown_settings()
+    if unknown:
+        errors.append(
+            Error(
+                f"settings.RCHAT has unknown option(s): {', '.join(unknown)}.",
+                hint=f"Known options: {', '.join(sorted(DEFAULTS))}.",
+                id="rchat.E003",
+            )
+        )
+    base_url = get_setting("API_BASE_URL")
+    if base_url and not _is_http_url(base_url):
+        errors.append(
+            Error(
+                f'RCHAT["API_BASE_URL"] = {base_url!r} is not an http(s) URL.',
+                hint="Use R-Chat's API origin, e.g. https://api.example.com",
+                id="rchat.E001",
+            )
+        )
+    site_url = get_setting("SITE_URL")
+    if site_url and not _is_http_url(site_url):
+        errors.append(
+            Error(
+                f'RCHAT["SITE_URL"] = {site_url!r} is not an http(s) URL.',
+                hint="Set it to the public origin R-Chat calls, e.g. https://shop.example.com",
+                id="rchat.E004",
+            )
+        )
+    errors.extend(_check_encryption_keys())
+    errors.extend(_check_broker())
+    return errors
+
+
+def _check_encryption_keys():
+    from . import crypto
+
+    try:
+        crypto._fernet(crypto.configured_keys())
+    except RChatConfigurationError as exc:
+        return [Error(str(exc), hint=crypto.KEY_HINT, id="rchat.E002")]
+    return []
+
+
+def _celery_conf():
+    try:
+        from celery import current_app
+    except ImportError:  # pragma: no cover - celery is a dependency
+        return None
+    return current_app.conf
+
+
+def _check_broker():
+    conf = _celery_conf()
+    if conf is None:
+        return []
+    broker = str(conf.broker_url or "")
+    scheme = broker.split("://", 1)[0].lower()
+    problems = []
+    if not settings.DEBUG and scheme in ("filesystem", "memory"):
+        problems.append(
+            Warning(
+                f"Celery's broker is {scheme}://, which is for one machine in development.",
+                hint="Set CELERY_BROKER_URL to Redis or RabbitMQ in production.",
+                id="rchat.W001",
+            )
+        )
+    if scheme in ("redis", "rediss", "sentinel"):
+        options = conf.broker_transport_options or {}
+        visibility = options.get("visibility_timeout", 3600)
+        longest = float(get_setting("RETRY_MAX_DELAY"))
+        if visibility <= longest:
+            problems.append(
+                Warning(
+                    f"Redis visibility_timeout ({visibility}s) is not above rchat's longest "
+                    f'retry delay, RCHAT["RETRY_MAX_DELAY"] ({longest:g}s): a delayed '
+                    "delivery task would be handed to a second worker.",
+                    hint="Raise broker_transport_options['visibility_timeout'] "
+                    "(CELERY_BROKER_TRANSPORT_OPTIONS) or lower RETRY_MAX_DELAY.",
+                    id="rchat.W002",
+                )
+            )
+    return problems
+
+
+@register(Tags.database)
+def check_credentials(app_configs=None, databases=None, **kwargs):
+    """Active credentials need somewhere to send: run with ``check --database default``."""
+    if not databases or "default" not in databases or get_setting("API_BASE_URL"):
+        return []
+    from django.db import DatabaseError
+
+    from .models import Credential
+
+    try:
+        names = list(
+            Credential.objects.filter(status=Credential.Status.ACTIVE, base_url="").values_list(
+                "name", flat=True
+            )
+        )
+    except DatabaseError:
+        return []  # Tables not migrated yet: migrate reports that itself.
+    return [
+        Error(
+            f"Active credential {name!r} has no base URL and RCHAT['API_BASE_URL'] is empty.",
+            hint="Set the credential's base URL in admin, or RCHAT['API_BASE_URL'].",
+            obj=name,
+            id="rchat.E005",
+        )
+        for name in names
+    ]

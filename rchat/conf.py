@@ -1,0 +1,61 @@
+"""The one reader of ``settings.RCHAT``.
+
+Values are read at call time, so ``override_settings(RCHAT=...)`` works in tests.
+Every option and its default is listed in ``DEFAULTS``; the README's configuration
+table documents the same names.
+"""
+
+from django.conf import settings
+
+from .exceptions import RChatConfigurationError
+
+DEFAULTS = {
+    # R-Chat's API host. A credential's own base_url wins over it.
+    "API_BASE_URL": "",
+    # Paths appended to the base URL. R-Chat's detailed API document is not public;
+    # these are the documented defaults and can be changed without a code change.
+    "REGISTER_PATH": "/api/v1/external/register",
+    "SEND_MESSAGE_PATH": "/api/v1/external/send-message",
+    # Seconds to wait for a TCP connection, then for R-Chat's answer.
+    "CONNECT_TIMEOUT": 5.0,
+    "READ_TIMEOUT": 15.0,
+    # Fernet keys (urlsafe base64, 32 bytes). The first encrypts; all decrypt, so a
+    # new key can be put first and old rows still read. Empty: derived from SECRET_KEY.
+    "ENCRYPTION_KEYS": [],
+    # This site's public origin, used to print the webhook URL to paste into R-Chat.
+    "SITE_URL": "",
+    # Largest webhook body accepted, in bytes (413 above it).
+    "WEBHOOK_MAX_BYTES": 256 * 1024,
+    # After a rotation the previous signature token is still accepted this long.
+    "SIGNATURE_GRACE_SECONDS": 24 * 3600,
+    # A webhook without a message id whose body is byte-for-byte the same as one
+    # received from the same chat room within this many seconds is a redelivery.
+    "DEDUP_WINDOW_SECONDS": 300,
+    # Dotted path of a callable run as a Celery task for each inbound message
+    # (``callable(message_id)``); empty for none.
+    "ON_MESSAGE": "",
+    # Outbound delivery: attempts in all, and the back-off between them (seconds).
+    "DELIVERY_MAX_ATTEMPTS": 8,
+    "RETRY_BASE_DELAY": 2.0,
+    "RETRY_MAX_DELAY": 600.0,
+    # A message queued, or left "sending", longer than this is handed to a worker again.
+    "STALE_AFTER_SECONDS": 120,
+    # Longest text message accepted from a sender, in characters.
+    "TEXT_MAX_LENGTH": 5000,
+}
+
+
+def get_setting(name):
+    """Return ``settings.RCHAT[name]``, or its documented default."""
+    if name not in DEFAULTS:
+        raise RChatConfigurationError(
+            f"rchat has no setting {name!r}; known settings: {', '.join(sorted(DEFAULTS))}."
+        )
+    options = getattr(settings, "RCHAT", None) or {}
+    return options.get(name, DEFAULTS[name])
+
+
+def unknown_settings():
+    """Names in ``settings.RCHAT`` that rchat does not know (likely typos)."""
+    options = getattr(settings, "RCHAT", None) or {}
+    return sorted(set(options) - set(DEFAULTS))

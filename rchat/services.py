@@ -1,0 +1,116 @@
+"""Everything that changes rchat's state goes through here.
+
+Admin, views, the API, tasks and management commands parse their input, call one of
+these functions and answer; they do not write rows themselves. Functions are named
+``<thing>_<action>`` and take keyword arguments only.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from . import crypto
+from .client import RChatClient
+from .conf import get_setting
+from .exceptions import RChatAPIError, RChatAuthError
+from .models import Credential
+
+logger = logging.getLogger(__name__)
+
+
+# --- Credentials ----------------------------------------------------------------------
+
+
+def credential_save(*, name, token, base_url=""):
+    """Create the credential ``name``, or update its token and base URL.
+
+    A changed Chatday-Token makes the credential "not registered" again: its
+    signature token belonged to the old one.
+    """
+    name = (name or "").strip()
+    token = (token or "").strip()
+    if not name:
+        raise ValueError("A credential needs a name.")
+    if not token:
+        raise ValueError("A credential needs a Chatday-Token.")
+    with transaction.atomic():
+        credential = Credential.objects.select_for_update().filter(name=name).first()
+        if credential is None:
+            return Credential.objects.create(name=name, token=token, base_url=base_url or "")
+        if not crypto.secrets_equal(credential.token, token):
+            credential.token = token
+            credential.status = Credential.Status.NEW
+            credential.signature_token = ""
+            credential.signature_digest = ""
+        if base_url:
+            credential.base_url = base_url
+        credential.save()
+        return credential
+
+
+def credential_register(*, credential, rotate=False):
+    """Call R-Chat's Register for ``credential`` and store the signature token it issues.
+
+    On success the credential is active and its last error cleared. With ``rotate``,
+    the signature token it had stays valid for ``RCHAT["SIGNATURE_GRACE_SECONDS"]``
+    so webhooks already on their way are not refused.
+
+    On failure the credential keeps its signature token, records the error (a refused
+    token also marks it invalid) and the ``RChatAPIError`` is raised again.
+    """
+    client = RChatClient.for_credential(credential)
+    try:
+        signature = client.register()
+    except RChatAPIError as exc:
+        _credential_record_error(credential, exc)
+        raise
+
+    now = timezone.now()
+    with transaction.atomic():
+        fresh = Credential.objects.select_for_update().get(pk=credential.pk)
+        old = fresh.signature_token
+        if rotate and old and not crypto.secrets_equal(old, signature):
+            grace = timedelta(seconds=get_setting("SIGNATURE_GRACE_SECONDS"))
+            fresh.previous_signature_token = old
+            fresh.previous_signature_digest = fresh.signature_digest
+            fresh.previous_valid_until = now + grace
+        fresh.signature_token = signature
+        fresh.signature_digest = crypto.digest(signature)
+        fresh.status = Credential.Status.ACTIVE
+        fresh.registered_at = now
+        fresh.last_error = ""
+        fresh.last_error_at = None
+        fresh.save()
+    logger.info(
+        "Registered credential %s; signature token %s", fresh.name, fresh.masked_signature_token
+    )
+    _refresh(credential, fresh)
+    return credential
+
+
+def credential_mark_invalid(*, credential, error):
+    """Flag a credential whose token R-Chat refused; outbound messages wait for it."""
+    _credential_record_error(credential, RChatAuthError(str(error)))
+
+
+def _credential_record_error(credential, exc):
+    update = {"last_error": str(exc)[:2000], "last_error_at": timezone.now()}
+    if isinstance(exc, RChatAuthError):
+        update["status"] = Credential.Status.INVALID
+    Credential.objects.filter(pk=credential.pk).update(**update, updated_at=timezone.now())
+    for field, value in update.items():
+        setattr(credential, field, value)
+    logger.warning("R-Chat credential %s: %s", credential.name, update["last_error"])
+
+
+def _refresh(target, source):
+    for field in source._meta.concrete_fields:
+        setattr(target, field.attname, getattr(source, field.attname))
+
+
+def credential_reencrypt(*, credential):
+    """Re-save the credential's secrets under the first encryption key."""
+    # Reading decrypts with any key; saving encrypts with the first one.
+    credential.save(update_fields=["token", "signature_token", "previous_signature_token"])

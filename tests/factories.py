@@ -1,0 +1,61 @@
+"""factory_boy factories for rchat's models."""
+
+import secrets
+
+import factory
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from rchat import crypto
+from rchat.models import ChatRoom, Credential, Message
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ["username"]
+
+    username = factory.Sequence(lambda n: f"agent{n}")
+    email = factory.LazyAttribute(lambda o: f"{o.username}@example.com")
+    password = factory.django.Password("pw-for-tests")
+    is_staff = True
+
+
+class CredentialFactory(factory.django.DjangoModelFactory):
+    """An active credential with a signature token; ``signature_token`` is the plain value."""
+
+    class Meta:
+        model = Credential
+
+    name = factory.Sequence(lambda n: f"shop-{n}")
+    base_url = "http://127.0.0.1:9"
+    token = factory.LazyFunction(lambda: "cdt_" + secrets.token_urlsafe(24))
+    signature_token = factory.LazyFunction(lambda: "sig_" + secrets.token_urlsafe(24))
+    signature_digest = factory.LazyAttribute(lambda o: crypto.digest(o.signature_token))
+    status = Credential.Status.ACTIVE
+    registered_at = factory.LazyFunction(timezone.now)
+
+
+class ChatRoomFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ChatRoom
+
+    credential = factory.SubFactory(CredentialFactory)
+    chat_id = factory.Sequence(lambda n: f"chat-{n}")
+    channel = ChatRoom.Channel.WEB
+    display_name = factory.Faker("name")
+    last_message_at = factory.LazyFunction(timezone.now)
+
+
+class MessageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Message
+
+    room = factory.SubFactory(ChatRoomFactory)
+    direction = Message.Direction.IN
+    type = "text"
+    data = factory.Sequence(lambda n: f"message {n}")
+    text = factory.LazyAttribute(lambda o: o.data if isinstance(o.data, str) else "")
+    status = factory.LazyAttribute(
+        lambda o: Message.Status.RECEIVED if o.direction == "in" else Message.Status.QUEUED
+    )
