@@ -15,7 +15,7 @@ from . import crypto
 from .client import RChatClient
 from .conf import get_setting
 from .exceptions import RChatAPIError, RChatAuthError
-from .models import Credential
+from .models import ChatRoom, Credential
 
 logger = logging.getLogger(__name__)
 
@@ -114,3 +114,34 @@ def credential_reencrypt(*, credential):
     """Re-save the credential's secrets under the first encryption key."""
     # Reading decrypts with any key; saving encrypts with the first one.
     credential.save(update_fields=["token", "signature_token", "previous_signature_token"])
+
+
+# --- Chat rooms -------------------------------------------------------------------------
+
+
+def room_assign(*, room, user):
+    """Give ``room`` to ``user`` (None leaves it unassigned)."""
+    room.assignee = user
+    room.save(update_fields=["assignee"])
+    return room
+
+
+def room_close(*, room):
+    """Close a conversation; new messages from the end user reopen it."""
+    room.status = ChatRoom.Status.CLOSED
+    room.save(update_fields=["status"])
+    return room
+
+
+def room_reopen(*, room):
+    room.status = ChatRoom.Status.OPEN
+    room.save(update_fields=["status"])
+    return room
+
+
+def room_mark_read(*, room):
+    """An agent has seen the room: its unread count goes back to zero."""
+    if room.unread_count:
+        ChatRoom.objects.filter(pk=room.pk).update(unread_count=0)
+        room.unread_count = 0
+    return room
