@@ -1,1 +1,164 @@
 """Read queries for the webhook, inbox, API and admin (one query per list, no N+1)."""
+
+from django.db.models import Count, Exists, F, Max, OuterRef, Q
+
+from .models import ChatRoom, Message
+
+# --- Admin overview ---------------------------------------------------------------------
+
+
+def admin_overview(*, days=14, now=None):
+    """Figures for the admin overview page, in four queries whatever the volume.
+
+    Returns a dict: ``days`` (the last ``days`` dates, oldest first, in the current
+    time zone), ``inbound`` and ``outbound`` (messages created per day), ``sent`` and
+    ``failed`` (outbound messages of the period that reached R-Chat / gave up),
+    ``success_rate`` (sent / (sent + failed), in percent, None when nothing finished),
+    ``failed_total`` (failed messages of all time) and ``invalid_credentials``.
+    """
+    from datetime import datetime, time, timedelta
+
+    from django.db.models import Count, Q
+    from django.db.models.functions import TruncDate
+    from django.utils import timezone
+
+    from .models import Credential, Message
+
+    tz = timezone.get_current_timezone()
+    today = timezone.localdate(now or timezone.now(), tz)
+    dates = [today - timedelta(days=offset) for offset in range(days - 1, -1, -1)]
+    since = timezone.make_aware(datetime.combine(dates[0], time.min), tz)
+
+    in_period = Message.objects.filter(created_at__gte=since)
+    per_day = {(d, "in"): 0 for d in dates} | {(d, "out"): 0 for d in dates}
+    rows = (
+        in_period.annotate(day=TruncDate("created_at", tzinfo=tz))
+        .values("day", "direction")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for row in rows:
+        key = (row["day"], row["direction"])
+        if key in per_day:
+            per_day[key] = row["n"]
+
+    outcome = in_period.filter(direction=Message.Direction.OUT).aggregate(
+        sent=Count("id", filter=Q(status=Message.Status.SENT)),
+        failed=Count("id", filter=Q(status=Message.Status.FAILED)),
+    )
+    finished = outcome["sent"] + outcome["failed"]
+    return {
+        "days": dates,
+        "inbound": [per_day[(d, "in")] for d in dates],
+        "outbound": [per_day[(d, "out")] for d in dates],
+        "sent": outcome["sent"],
+        "failed": outcome["failed"],
+        "success_rate": round(100 * outcome["sent"] / finished, 1) if finished else None,
+        "failed_total": Message.objects.filter(status=Message.Status.FAILED).count(),
+        "invalid_credentials": Credential.objects.filter(
+            status=Credential.Status.INVALID
+        ).count(),
+    }
+
+
+# --- Inbox and API ----------------------------------------------------------------------
+# Each function here runs a fixed number of queries, whatever the number of rooms or
+# messages: lists join what they show (the assignee, the credential's name) instead of
+# loading rows one by one, and read the denormalized ChatRoom.unread_count and
+# last_message_preview columns rather than counting messages.
+
+#: The inbox's tabs: the agent's own rooms, rooms nobody has, every room.
+ROOM_VIEWS = ("mine", "unassigned", "all")
+#: Room status filters; "all" means either.
+ROOM_STATUSES = ("open", "closed", "all")
+#: Messages shown at once in a conversation; older ones are a link away.
+THREAD_LIMIT = 50
+
+
+def _rooms():
+    # The credential's row holds encrypted tokens that would be decrypted for every
+    # room; a list needs only its name.
+    return ChatRoom.objects.select_related("assignee").annotate(
+        credential_name=F("credential__name")
+    )
+
+
+def room_list(*, user, view="all", status="open", q="", credential=None):
+    """Chat rooms for the inbox or the API, most recent activity first.
+
+    ``view`` is one of ``ROOM_VIEWS`` (``mine`` is relative to ``user``), ``status``
+    one of ``ROOM_STATUSES``; ``q`` matches the chat id, the end user's name or the
+    text of any message in the room; ``credential`` (a Credential or its pk) keeps
+    only that account's rooms.
+    """
+    rooms = _rooms()
+    if view == "mine":
+        rooms = rooms.filter(assignee=user)
+    elif view == "unassigned":
+        rooms = rooms.filter(assignee__isnull=True)
+    if status in ("open", "closed"):
+        rooms = rooms.filter(status=status)
+    if credential is not None:
+        rooms = rooms.filter(credential=credential)
+    q = (q or "").strip()
+    if q:
+        in_messages = Message.objects.filter(room=OuterRef("pk"), text__icontains=q)
+        rooms = rooms.filter(
+            Q(chat_id__icontains=q) | Q(display_name__icontains=q) | Q(Exists(in_messages))
+        )
+    # The same order as the rchat_room_inbox / rchat_room_assignee indexes.
+    return rooms.order_by("-last_message_at", "-id")
+
+
+def room_counts(*, user):
+    """Open rooms and open rooms with unread messages, per inbox tab, in one query."""
+    unread = Q(unread_count__gt=0)
+    mine = Q(assignee=user)
+    unassigned = Q(assignee__isnull=True)
+    totals = ChatRoom.objects.filter(status=ChatRoom.Status.OPEN).aggregate(
+        mine=Count("pk", filter=mine),
+        mine_unread=Count("pk", filter=mine & unread),
+        unassigned=Count("pk", filter=unassigned),
+        unassigned_unread=Count("pk", filter=unassigned & unread),
+        all=Count("pk"),
+        all_unread=Count("pk", filter=unread),
+    )
+    return {view: {"open": totals[view], "unread": totals[f"{view}_unread"]} for view in ROOM_VIEWS}
+
+
+def room_get(*, pk):
+    """One chat room with its assignee and credential name; raises DoesNotExist."""
+    return _rooms().get(pk=pk)
+
+
+def room_messages(*, room):
+    """A room's messages with their authors, oldest first (for paginated lists)."""
+    return Message.objects.filter(room=room).select_related("author").order_by("id")
+
+
+def room_thread(*, room, before=None, limit=THREAD_LIMIT):
+    """The latest ``limit`` messages of ``room`` (older than id ``before`` if given).
+
+    Returns ``(messages oldest first, whether older messages exist)``.
+    """
+    messages = Message.objects.filter(room=room).select_related("author").order_by("-id")
+    if before:
+        messages = messages.filter(id__lt=before)
+    rows = list(messages[: limit + 1])
+    return rows[:limit][::-1], len(rows) > limit
+
+
+def room_thread_version(*, room, since_id):
+    """A string that changes whenever the thread from message ``since_id`` on changes.
+
+    Covers new messages, status changes of shown ones, and the room's own state; the
+    page's poll compares it to skip re-rendering an unchanged thread.
+    """
+    shown = Message.objects.filter(room=room, id__gte=since_id or 0).aggregate(
+        count=Count("id"), last_id=Max("id"), changed=Max("updated_at")
+    )
+    changed = shown["changed"].timestamp() if shown["changed"] else 0
+    return (
+        f"{shown['count']}.{shown['last_id'] or 0}.{changed:.6f}."
+        f"{room.status}.{room.assignee_id or 0}"
+    )
