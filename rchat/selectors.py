@@ -1,65 +1,12 @@
 """Read queries for the webhook, inbox, API and admin (one query per list, no N+1)."""
 
+from datetime import datetime, time, timedelta
+
 from django.db.models import Count, Exists, F, Max, OuterRef, Q
+from django.db.models.functions import TruncDate
+from django.utils import timezone
 
-from .models import ChatRoom, Message
-
-# --- Admin overview ---------------------------------------------------------------------
-
-
-def admin_overview(*, days=14, now=None):
-    """Figures for the admin overview page, in four queries whatever the volume.
-
-    Returns a dict: ``days`` (the last ``days`` dates, oldest first, in the current
-    time zone), ``inbound`` and ``outbound`` (messages created per day), ``sent`` and
-    ``failed`` (outbound messages of the period that reached R-Chat / gave up),
-    ``success_rate`` (sent / (sent + failed), in percent, None when nothing finished),
-    ``failed_total`` (failed messages of all time) and ``invalid_credentials``.
-    """
-    from datetime import datetime, time, timedelta
-
-    from django.db.models import Count, Q
-    from django.db.models.functions import TruncDate
-    from django.utils import timezone
-
-    from .models import Credential, Message
-
-    tz = timezone.get_current_timezone()
-    today = timezone.localdate(now or timezone.now(), tz)
-    dates = [today - timedelta(days=offset) for offset in range(days - 1, -1, -1)]
-    since = timezone.make_aware(datetime.combine(dates[0], time.min), tz)
-
-    in_period = Message.objects.filter(created_at__gte=since)
-    per_day = {(d, "in"): 0 for d in dates} | {(d, "out"): 0 for d in dates}
-    rows = (
-        in_period.annotate(day=TruncDate("created_at", tzinfo=tz))
-        .values("day", "direction")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    for row in rows:
-        key = (row["day"], row["direction"])
-        if key in per_day:
-            per_day[key] = row["n"]
-
-    outcome = in_period.filter(direction=Message.Direction.OUT).aggregate(
-        sent=Count("id", filter=Q(status=Message.Status.SENT)),
-        failed=Count("id", filter=Q(status=Message.Status.FAILED)),
-    )
-    finished = outcome["sent"] + outcome["failed"]
-    return {
-        "days": dates,
-        "inbound": [per_day[(d, "in")] for d in dates],
-        "outbound": [per_day[(d, "out")] for d in dates],
-        "sent": outcome["sent"],
-        "failed": outcome["failed"],
-        "success_rate": round(100 * outcome["sent"] / finished, 1) if finished else None,
-        "failed_total": Message.objects.filter(status=Message.Status.FAILED).count(),
-        "invalid_credentials": Credential.objects.filter(
-            status=Credential.Status.INVALID
-        ).count(),
-    }
-
+from .models import ChatRoom, Credential, Message
 
 # --- Inbox and API ----------------------------------------------------------------------
 # Each function here runs a fixed number of queries, whatever the number of rooms or
@@ -162,3 +109,50 @@ def room_thread_version(*, room, since_id):
         f"{shown['count']}.{shown['last_id'] or 0}.{changed:.6f}."
         f"{room.status}.{room.assignee_id or 0}"
     )
+
+
+# --- Admin overview ---------------------------------------------------------------------
+
+
+def admin_overview(*, days=14, now=None):
+    """Figures for the admin overview page, in four queries whatever the volume.
+
+    Returns a dict: ``days`` (the last ``days`` dates, oldest first, in the current
+    time zone), ``inbound`` and ``outbound`` (messages created per day), ``sent`` and
+    ``failed`` (outbound messages of the period that reached R-Chat / gave up),
+    ``success_rate`` (sent / (sent + failed), in percent, None when nothing finished),
+    ``failed_total`` (failed messages of all time) and ``invalid_credentials``.
+    """
+    tz = timezone.get_current_timezone()
+    today = timezone.localdate(now or timezone.now(), tz)
+    dates = [today - timedelta(days=offset) for offset in range(days - 1, -1, -1)]
+    since = timezone.make_aware(datetime.combine(dates[0], time.min), tz)
+
+    in_period = Message.objects.filter(created_at__gte=since)
+    per_day = {(d, "in"): 0 for d in dates} | {(d, "out"): 0 for d in dates}
+    rows = (
+        in_period.annotate(day=TruncDate("created_at", tzinfo=tz))
+        .values("day", "direction")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for row in rows:
+        key = (row["day"], row["direction"])
+        if key in per_day:
+            per_day[key] = row["n"]
+
+    outcome = in_period.filter(direction=Message.Direction.OUT).aggregate(
+        sent=Count("id", filter=Q(status=Message.Status.SENT)),
+        failed=Count("id", filter=Q(status=Message.Status.FAILED)),
+    )
+    finished = outcome["sent"] + outcome["failed"]
+    return {
+        "days": dates,
+        "inbound": [per_day[(d, "in")] for d in dates],
+        "outbound": [per_day[(d, "out")] for d in dates],
+        "sent": outcome["sent"],
+        "failed": outcome["failed"],
+        "success_rate": round(100 * outcome["sent"] / finished, 1) if finished else None,
+        "failed_total": Message.objects.filter(status=Message.Status.FAILED).count(),
+        "invalid_credentials": Credential.objects.filter(status=Credential.Status.INVALID).count(),
+    }

@@ -145,3 +145,53 @@ def room_mark_read(*, room):
         ChatRoom.objects.filter(pk=room.pk).update(unread_count=0)
         room.unread_count = 0
     return room
+
+
+# --- Credentials: test connection (admin) -----------------------------------------------
+
+# R-Chat's answers to a Send Message without a chat room that show the token was
+# accepted: it got past authentication and was judged on its body.
+TOKEN_ACCEPTED_STATUSES = (400, 422)
+
+
+def credential_test_connection(*, credential):
+    """Prove that R-Chat accepts ``credential``'s Chatday-Token, changing nothing there.
+
+    R-Chat has no ping endpoint, and calling Register again is not known to be
+    harmless: the source does not say it is idempotent, and a new signature token
+    would make webhooks signed with it fail until it is stored. So this posts a Send
+    Message with no chat room and no content, which no end user can ever receive:
+    R-Chat answering 400/422 (or 2xx) means the token passed, 401/403 that it was
+    refused; 404/405 that the base URL or path is wrong.
+
+    The only state it changes is the credential's ``last_error`` (set on failure,
+    cleared on success); its status is left to Register and delivery. Returns the
+    HTTP status R-Chat answered; raises the ``RChatAPIError`` on failure.
+    """
+    from .exceptions import RChatRejectedError
+
+    client = RChatClient.for_credential(credential)
+    try:
+        client.send_message("", "text", "")
+    except RChatRejectedError as exc:
+        if exc.status not in TOKEN_ACCEPTED_STATUSES:
+            _credential_record_last_error(credential, exc)
+            raise
+        status = exc.status
+    except RChatAPIError as exc:
+        _credential_record_last_error(credential, exc)
+        raise
+    else:
+        status = 200
+    if credential.last_error or credential.last_error_at:
+        Credential.objects.filter(pk=credential.pk).update(last_error="", last_error_at=None)
+        credential.last_error, credential.last_error_at = "", None
+    return status
+
+
+def _credential_record_last_error(credential, exc):
+    # Unlike _credential_record_error, a refused token does not flag the credential:
+    # a test must not stop deliveries that a later Register would have resumed.
+    now, error = timezone.now(), str(exc)[:2000]
+    Credential.objects.filter(pk=credential.pk).update(last_error=error, last_error_at=now)
+    credential.last_error, credential.last_error_at = error, now
