@@ -53,7 +53,7 @@ def _check_encryption_keys():
     from . import crypto
 
     try:
-        crypto._fernet(crypto.configured_keys())
+        crypto.check_keys()
     except RChatConfigurationError as exc:
         return [Error(str(exc), hint=crypto.KEY_HINT, id="rchat.E002")]
     return []
@@ -71,8 +71,11 @@ def _check_broker():
     conf = _celery_conf()
     if conf is None:
         return []
-    broker = str(conf.broker_url or "")
-    scheme = broker.split("://", 1)[0].lower()
+    broker = conf.broker_url or ""
+    if isinstance(broker, list | tuple):
+        # A list of fail-over URLs: the first one says which transport is in use.
+        broker = broker[0] if broker else ""
+    scheme = str(broker).split("://", 1)[0].split("+", 1)[0].lower()
     problems = []
     if not settings.DEBUG and scheme in ("filesystem", "memory"):
         problems.append(
@@ -84,12 +87,13 @@ def _check_broker():
         )
     if scheme in ("redis", "rediss", "sentinel"):
         options = conf.broker_transport_options or {}
-        visibility = options.get("visibility_timeout", 3600)
+        # Kombu's Redis transport defaults to one hour.
+        visibility = float(options.get("visibility_timeout", 3600))
         longest = float(get_setting("RETRY_MAX_DELAY"))
         if visibility <= longest:
             problems.append(
                 Warning(
-                    f"Redis visibility_timeout ({visibility}s) is not above rchat's longest "
+                    f"Redis visibility_timeout ({visibility:g}s) is not above rchat's longest "
                     f'retry delay, RCHAT["RETRY_MAX_DELAY"] ({longest:g}s): a delayed '
                     "delivery task would be handed to a second worker.",
                     hint="Raise broker_transport_options['visibility_timeout'] "

@@ -8,9 +8,12 @@ typed ``RChatAPIError`` (see exceptions.py) whose text never holds a whole token
 import email.utils
 import json
 import logging
+import math
 import os
 import threading
 import time
+from datetime import UTC
+from urllib.parse import urlsplit
 
 import requests
 
@@ -38,6 +41,10 @@ SIGNATURE_FIELDS = (
 
 # Bytes of R-Chat's answer kept in an error: enough to read the reason.
 BODY_EXCERPT = 500
+
+# JSON keys whose values are masked when an unexpected answer is shown in an error:
+# a Register answer rchat cannot read may still hold a secret under another name.
+SECRET_KEY_PARTS = ("token", "secret", "signature", "password", "key")
 
 _local = threading.local()
 
@@ -70,9 +77,12 @@ def parse_retry_after(value):
         return int(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError):
         return None
-    return max(0, int(when.timestamp() - time.time()))
+    if when.tzinfo is None:
+        # RFC 9110 dates are in GMT; a date without a zone must not be read as local time.
+        when = when.replace(tzinfo=UTC)
+    return max(0, math.ceil(when.timestamp() - time.time()))
 
 
 def find_signature_token(payload, headers):
@@ -94,6 +104,44 @@ def find_signature_token(payload, headers):
     return None
 
 
+def _mask_secret_values(payload):
+    """``payload`` with the value of every secret-looking key masked (for error text)."""
+    if isinstance(payload, dict):
+        return {
+            key: (
+                crypto.mask(str(value))
+                if isinstance(value, str | int)
+                and any(part in str(key).lower() for part in SECRET_KEY_PARTS)
+                else _mask_secret_values(value)
+            )
+            for key, value in payload.items()
+        }
+    if isinstance(payload, list):
+        return [_mask_secret_values(item) for item in payload]
+    return payload
+
+
+def _network_reason(exc):
+    """The root cause of a requests failure in a few words ("Connection refused")."""
+    seen = set()
+    cause = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        nested = [arg for arg in getattr(cause, "args", ()) if isinstance(arg, BaseException)]
+        reason = getattr(cause, "reason", None)
+        if isinstance(reason, BaseException):
+            nested.insert(0, reason)
+        cause = nested[0] if nested else (cause.__cause__ or cause.__context__)
+    return str(exc)
+
+
+def _is_http_url(value):
+    parts = urlsplit(value or "")
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
 class RChatClient:
     """Calls R-Chat on behalf of one Chatday-Token.
 
@@ -104,6 +152,11 @@ class RChatClient:
         if not base_url:
             raise RChatConfigurationError(
                 'No R-Chat base URL: set the credential\'s base URL or RCHAT["API_BASE_URL"].'
+            )
+        if not _is_http_url(base_url):
+            raise RChatConfigurationError(
+                f"R-Chat base URL {base_url!r} is not an http(s) URL: fix the credential's "
+                'base URL or RCHAT["API_BASE_URL"].'
             )
         self.base_url = base_url.rstrip("/")
         self.token = token
@@ -118,22 +171,24 @@ class RChatClient:
 
     def register(self):
         """Activate the Chatday-Token; return the Chatday-Signature-Token R-Chat issued."""
-        response = self._post(get_setting("REGISTER_PATH"), None)
+        url = self._url(get_setting("REGISTER_PATH"))
+        response = self._post(url, None)
         payload = self._json(response, required=False)
         signature = find_signature_token(payload, response.headers)
         if not signature:
+            body = self._excerpt(response, payload)
             raise RChatResponseError(
-                f"R-Chat accepted Register (HTTP {response.status_code}) but its answer holds "
-                f"no signature token: {self._excerpt(response)!r}",
+                f"R-Chat answered Register with HTTP {response.status_code} from {url} but "
+                f"no signature token: {_show(body)}",
                 status=response.status_code,
-                body=self._excerpt(response),
+                body=body,
             )
         return signature
 
     def send_message(self, chat_id, type, data):
         """Post a message into a chat room; return R-Chat's JSON answer (or {})."""
         body = {"message": {"type": type, "data": data}, "chat_id": chat_id}
-        response = self._post(get_setting("SEND_MESSAGE_PATH"), body)
+        response = self._post(self._url(get_setting("SEND_MESSAGE_PATH")), body)
         payload = self._json(response, required=False)
         return payload if isinstance(payload, dict) else {}
 
@@ -142,18 +197,31 @@ class RChatClient:
     def _url(self, path):
         return f"{self.base_url}/{path.lstrip('/')}"
 
-    def _post(self, path, body):
-        url = self._url(path)
+    def _post(self, url, body):
         headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
+        data = None
+        if body is not None:
+            # UTF-8 as is (not \u escapes), so Thai text reaches R-Chat readable as sent.
+            data = json.dumps(body, ensure_ascii=False).encode()
+            headers["Content-Type"] = "application/json; charset=utf-8"
         started = time.monotonic()
         try:
-            response = get_session().post(url, json=body, headers=headers, timeout=self.timeout)
+            # A redirected POST would be re-sent as a GET by requests: treat it as an answer.
+            response = get_session().post(
+                url, data=data, headers=headers, timeout=self.timeout, allow_redirects=False
+            )
+        except requests.ConnectTimeout as exc:
+            raise RChatUnavailableError(
+                f"Could not connect to R-Chat at {url} within {self.timeout[0]:g}s (time-out)"
+            ) from exc
         except requests.Timeout as exc:
-            raise RChatUnavailableError(f"R-Chat did not answer in time ({url}): {exc}") from exc
+            raise RChatUnavailableError(
+                f"R-Chat did not answer {url} within {self.timeout[1]:g}s (time-out)"
+            ) from exc
         except requests.RequestException as exc:
             # Connection refused, DNS, TLS, a connection dropped mid-answer …
-            reason = crypto.redact(exc, self.token)
-            raise RChatUnavailableError(f"Could not reach R-Chat at {url}: {reason}") from exc
+            reason = crypto.redact(_network_reason(exc), self.token)
+            raise RChatUnavailableError(f"Could not connect to R-Chat at {url}: {reason}") from exc
         logger.debug(
             "POST %s -> %s in %.0f ms",
             url,
@@ -163,33 +231,51 @@ class RChatClient:
         self._raise_for_status(response, url)
         return response
 
-    def _excerpt(self, response):
-        text = response.content[:BODY_EXCERPT].decode("utf-8", errors="replace")
+    def _excerpt(self, response, payload=None):
+        if isinstance(payload, dict | list):
+            text = json.dumps(_mask_secret_values(payload), ensure_ascii=False)
+        else:
+            text = response.content.decode("utf-8", errors="replace")
+        text = " ".join(text.split())[:BODY_EXCERPT]
         return crypto.redact(text, self.token)
 
     def _raise_for_status(self, response, url):
         status = response.status_code
         if 200 <= status < 300:
             return
-        body = self._excerpt(response)
-        where = f"R-Chat answered HTTP {status} to {url}"
+        body = self._excerpt(response, self._json(response, required=False))
+        where = f"HTTP {status} from {url}"
         if status in (401, 403):
             raise RChatAuthError(
-                f"{where}: the Chatday-Token {crypto.mask(self.token)} was refused: {body!r}",
+                f"R-Chat refused the Chatday-Token {crypto.mask(self.token)} ({where}): "
+                f"{_show(body)}",
                 status=status,
                 body=body,
             )
         if status == 429:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            wait = f"retry after {retry_after}s" if retry_after is not None else "no Retry-After"
             raise RChatRateLimitedError(
-                f"{where}: rate limited (Retry-After: {retry_after})",
+                f"R-Chat is rate limiting requests ({where}, {wait}): {_show(body)}",
                 status=status,
                 body=body,
                 retry_after=retry_after,
             )
+        if 300 <= status < 400:
+            location = crypto.redact(response.headers.get("Location", ""), self.token)
+            raise RChatRejectedError(
+                f"R-Chat redirected the request ({where} to {location or '?'}): "
+                "set the base URL to the address it redirects to",
+                status=status,
+                body=body,
+            )
         if 400 <= status < 500:
-            raise RChatRejectedError(f"{where}: {body!r}", status=status, body=body)
-        raise RChatUnavailableError(f"{where}: {body!r}", status=status, body=body)
+            raise RChatRejectedError(
+                f"R-Chat rejected the request ({where}): {_show(body)}", status=status, body=body
+            )
+        raise RChatUnavailableError(
+            f"R-Chat is unavailable ({where}): {_show(body)}", status=status, body=body
+        )
 
     def _json(self, response, *, required):
         if not response.content:
@@ -199,8 +285,12 @@ class RChatClient:
         except (ValueError, json.JSONDecodeError) as exc:
             if required:
                 raise RChatResponseError(
-                    f"R-Chat's answer is not JSON: {self._excerpt(response)!r}",
+                    f"R-Chat's answer is not JSON: {_show(self._excerpt(response))}",
                     status=response.status_code,
                     body=self._excerpt(response),
                 ) from exc
             return None
+
+
+def _show(body):
+    return repr(body) if body else "(empty body)"

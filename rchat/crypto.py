@@ -34,11 +34,13 @@ def derive_key(secret):
 
 def configured_keys():
     """The Fernet keys in force, first one encrypting; raises on a malformed key."""
-    keys = list(get_setting("ENCRYPTION_KEYS") or [])
-    if isinstance(get_setting("ENCRYPTION_KEYS"), str):
+    setting = get_setting("ENCRYPTION_KEYS") or []
+    if not isinstance(setting, list | tuple):
         raise RChatConfigurationError(
-            'RCHAT["ENCRYPTION_KEYS"] must be a list of keys, not a single string.'
+            'RCHAT["ENCRYPTION_KEYS"] must be a list of keys, not '
+            f"{type(setting).__name__} (a single key goes in a list of one)."
         )
+    keys = list(setting)
     if not keys:
         keys = [derive_key(settings.SECRET_KEY)]
         keys += [derive_key(k) for k in getattr(settings, "SECRET_KEY_FALLBACKS", [])]
@@ -57,6 +59,11 @@ def _fernet(keys):
                 f"(32 bytes, urlsafe base64). {KEY_HINT}"
             ) from exc
     return MultiFernet(fernets)
+
+
+def check_keys():
+    """Raise ``RChatConfigurationError`` unless every configured key is usable."""
+    _fernet(configured_keys())
 
 
 def encrypt(plaintext):

@@ -1,7 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
 
 from rchat import services
-from rchat.crypto import mask
+from rchat.crypto import redact
 from rchat.exceptions import RChatAPIError, RChatConfigurationError
 
 
@@ -27,18 +28,34 @@ class Command(BaseCommand):
 
     def handle(self, *args, name, token, base_url, rotate, **options):
         try:
-            credential = services.credential_save(name=name, token=token, base_url=base_url)
+            credential = services.credential_connect(
+                name=name, token=token, base_url=base_url, rotate=rotate
+            )
         except ValueError as exc:
-            raise CommandError(str(exc)) from exc
-        try:
-            services.credential_register(credential=credential, rotate=rotate)
+            raise CommandError(_one_line(exc, token)) from exc
         except (RChatAPIError, RChatConfigurationError) as exc:
-            # One line: the reason, with the token masked (the client masks it too).
-            reason = " ".join(str(exc).replace(token, mask(token)).split())
-            raise CommandError(f"Register failed for {name!r}: {reason}") from exc
+            raise CommandError(
+                _("Register failed for %(name)r: %(reason)s")
+                % {"name": name.strip(), "reason": _one_line(exc, token)}
+            ) from exc
         self.stdout.write(
-            f"Registered {credential.name!r} (token {credential.masked_token}, "
-            f"signature token {credential.masked_signature_token})."
+            _("Registered %(name)r (token %(token)s, signature token %(signature)s).")
+            % {
+                "name": credential.name,
+                "token": credential.masked_token,
+                "signature": credential.masked_signature_token,
+            }
         )
-        self.stdout.write("Paste this webhook URL into R-Chat:")
+        if credential.previous_valid_until and rotate:
+            self.stdout.write(
+                _("The previous signature token is accepted until %(until)s.")
+                % {"until": credential.previous_valid_until.isoformat(timespec="seconds")}
+            )
+        self.stdout.write(_("Paste this webhook URL into R-Chat:"))
         self.stdout.write(credential.webhook_url())
+
+
+def _one_line(exc, token):
+    # The client masks the token already; masking again here also covers errors
+    # raised before a request was made, and keeps the reason on one line.
+    return " ".join(redact(str(exc), token.strip(), token).split()) or type(exc).__name__
