@@ -1,0 +1,167 @@
+// The sandbox pages: plain JavaScript, no libraries, polling the /_sandbox JSON API.
+"use strict";
+
+async function api(method, path, body) {
+  const options = { method, headers: { "Content-Type": "application/json; charset=utf-8" } };
+  if (body !== undefined) options.body = JSON.stringify(body);
+  const response = await fetch(path, options);
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(data.reason || "HTTP " + response.status);
+  return data;
+}
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  Object.entries(attrs || {}).forEach(([k, v]) => (k === "class" ? (node.className = v) : node.setAttribute(k, v)));
+  // textContent only: messages are shown as text, never as HTML.
+  children.forEach((c) => node.append(c instanceof Node ? c : document.createTextNode(String(c))));
+  return node;
+}
+
+function show(data) {
+  return typeof data === "string" ? data : JSON.stringify(data);
+}
+
+function formData(form) {
+  const out = {};
+  new FormData(form).forEach((v, k) => { if (v !== "") out[k] = v; });
+  return out;
+}
+
+function every(ms, fn) {
+  fn();
+  setInterval(fn, ms);
+}
+
+// --- chat page ---------------------------------------------------------------------
+
+function webhookNote(entry) {
+  const w = entry.webhook || {};
+  if (w.pending) return ["sending to the site…", false];
+  if (w.ok) return ["delivered to the site (HTTP " + w.status + ")", false];
+  if (w.status) return ["the site answered HTTP " + w.status + ": " + (w.answer || ""), true];
+  return [w.error || "not delivered", true];
+}
+
+function chatPage() {
+  const body = document.body.dataset;
+  const chatId = body.chatId;
+  const thread = document.getElementById("thread");
+  let last = "";
+
+  async function refresh() {
+    let chat;
+    try {
+      chat = await api("GET", "/_sandbox/chats/" + encodeURIComponent(chatId));
+    } catch (e) {
+      return;
+    }
+    const text = JSON.stringify(chat.entries);
+    if (text === last) return;
+    last = text;
+    thread.replaceChildren(
+      ...chat.entries.map((entry) => {
+        const bubble = el("div", { class: "bubble" }, entry.type === "text" ? entry.data : entry.type + ": " + show(entry.data));
+        let meta;
+        if (entry.from === "user") {
+          const [note, bad] = webhookNote(entry);
+          meta = el("div", { class: bad ? "meta bad" : "meta" }, entry.at.slice(11, 19) + " · " + note);
+        } else {
+          meta = el("div", { class: "meta" }, entry.at.slice(11, 19) + " · from the site");
+        }
+        return el("li", { class: entry.from }, bubble, meta);
+      })
+    );
+    thread.lastElementChild && thread.lastElementChild.scrollIntoView({ block: "end" });
+  }
+
+  document.getElementById("compose").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const input = event.target.elements.text;
+    const error = document.getElementById("compose-error");
+    error.textContent = "";
+    const text = input.value;
+    input.value = "";
+    try {
+      await api("POST", "/_sandbox/chats/" + encodeURIComponent(chatId) + "/messages", {
+        text, channel: body.channel, name: body.name || undefined,
+      });
+    } catch (e) {
+      error.textContent = e.message;
+      input.value = text;
+    }
+    refresh();
+  });
+  every(1000, refresh);
+}
+
+// --- index page --------------------------------------------------------------------
+
+function indexPage() {
+  const rows = document.querySelector("#chats tbody");
+
+  async function refresh() {
+    const [{ chats }, { faults }, info] = await Promise.all([
+      api("GET", "/_sandbox/chats"), api("GET", "/_sandbox/faults"), api("GET", "/_sandbox/info"),
+    ]).catch(() => [{ chats: [] }, { faults: [] }, {}]);
+    document.getElementById("no-chats").hidden = chats.length > 0;
+    rows.replaceChildren(
+      ...chats.map((c) => {
+        const href = "/chat/" + encodeURIComponent(c.chat_id) + "?channel=" + encodeURIComponent(c.channel);
+        return el("tr", {},
+          el("td", {}, el("a", { href }, c.chat_id)), el("td", {}, c.channel), el("td", {}, c.name),
+          el("td", {}, c.messages), el("td", {}, c.last ? c.last.from + ": " + show(c.last.data).slice(0, 60) : ""));
+      })
+    );
+    document.getElementById("faults").replaceChildren(
+      ...faults.map((f) => el("li", {}, JSON.stringify(f)))
+    );
+    document.getElementById("info").replaceChildren(
+      ...Object.entries(info).flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, show(v))])
+    );
+  }
+
+  document.getElementById("open-chat").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const f = formData(event.target);
+    let href = "/chat/" + encodeURIComponent(f.chat_id) + "?channel=" + encodeURIComponent(f.channel);
+    if (f.name) href += "&name=" + encodeURIComponent(f.name);
+    window.location.href = href;
+  });
+  document.getElementById("burst").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const f = formData(event.target);
+    const out = document.getElementById("burst-result");
+    out.textContent = "sending…";
+    try {
+      const r = await api("POST", "/_sandbox/burst", { messages: Number(f.messages), chats: Number(f.chats) });
+      out.textContent = `${r.messages} messages over ${r.chats} chats: ${r.delivered} delivered, ${r.failed} failed, ${r.seconds} s.`;
+    } catch (e) {
+      out.textContent = e.message;
+    }
+    refresh();
+  });
+  document.getElementById("fault").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const f = formData(event.target);
+    const spec = { on: f.on, drop: f.drop === "on" };
+    ["status", "retry_after", "latency_ms", "count"].forEach((k) => { if (f[k]) spec[k] = Number(f[k]); });
+    if (f.share && Number(f.share) !== 1) spec.share = Number(f.share);
+    const error = document.getElementById("fault-error");
+    error.textContent = "";
+    try {
+      await api("POST", "/_sandbox/faults", spec);
+    } catch (e) {
+      error.textContent = e.message;
+    }
+    refresh();
+  });
+  document.getElementById("clear-faults").addEventListener("click", async () => {
+    await api("DELETE", "/_sandbox/faults");
+    refresh();
+  });
+  every(2000, refresh);
+}
+
+if (document.body.dataset.page === "chat") chatPage();
+else indexPage();
