@@ -25,11 +25,17 @@ REGISTER_PATH = "/api/v1/external/register"
 pytestmark = pytest.mark.django_db
 
 
+def use_broker(monkeypatch, url):
+    # Celery reads the CELERY_BROKER_URL environment variable before its settings.
+    monkeypatch.setenv("CELERY_BROKER_URL", url)
+    monkeypatch.setattr(deliver_message.app.conf, "broker_url", url)
+
+
 @pytest.fixture(autouse=True)
 def memory_broker(monkeypatch):
     """Wake-ups go to kombu's in-memory transport; returns a reader of what was enqueued."""
     app = deliver_message.app
-    monkeypatch.setattr(app.conf, "broker_url", "memory://")
+    use_broker(monkeypatch, "memory://")
 
     def drain():
         found = []
@@ -169,15 +175,14 @@ def test_broker_down_does_not_reach_the_sender_and_the_sweep_delivers_later(
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         dead_port = probe.getsockname()[1]
-    app = deliver_message.app
-    monkeypatch.setattr(app.conf, "broker_url", f"redis://127.0.0.1:{dead_port}/3")
+    use_broker(monkeypatch, f"redis://127.0.0.1:{dead_port}/3")
     with django_capture_on_commit_callbacks(execute=True):
         message = send(room, "sent while the broker is down")
     message.refresh_from_db()
     assert message.status == "queued"
     assert message.next_attempt_at is None, "marked for the sweep"
 
-    monkeypatch.setattr(app.conf, "broker_url", "memory://")
+    use_broker(monkeypatch, "memory://")
     assert services.message_requeue_stale() == 1
     assert woken() == [message.pk]
     httpserver.expect_request(SEND_PATH, method="POST").respond_with_json({"id": "r-1"})
