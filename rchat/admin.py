@@ -1,13 +1,26 @@
 """Django admin for operators: credentials, chat rooms, messages, webhook events."""
 
+import json
+from urllib.parse import urlsplit
+
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.db.models import F
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.formats import date_format
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from . import services
-from .exceptions import RChatAPIError, RChatConfigurationError
-from .models import Credential
+from . import charts, selectors, services
+from .exceptions import InvalidMessage, RChatAPIError, RChatConfigurationError, RChatError
+from .models import ChatRoom, Credential, DeliveryAttempt, Message, WebhookEvent
+from .payloads import KNOWN_TYPES
 
 
 class CredentialForm(forms.ModelForm):
@@ -42,7 +55,15 @@ class CredentialForm(forms.ModelForm):
 @admin.register(Credential)
 class CredentialAdmin(admin.ModelAdmin):
     form = CredentialForm
-    list_display = ["name", "status", "masked_token", "registered_at", "last_webhook_at"]
+    list_display = [
+        "name",
+        "status",
+        "masked_token",
+        "registered_at",
+        "last_webhook_at",
+        "webhook_url_copy",
+        "last_error_plain",
+    ]
     list_filter = ["status"]
     search_fields = ["name"]
     readonly_fields = [
@@ -50,11 +71,12 @@ class CredentialAdmin(admin.ModelAdmin):
         "masked_signature_token",
         "status",
         "registered_at",
-        "last_error",
+        "last_error_plain",
+        "last_error_at",
         "last_webhook_at",
-        "webhook_url",
+        "webhook_url_copy",
     ]
-    actions = ["register"]
+    actions = ["register", "rotate", "test_connection"]
 
     @admin.display(description=_("Chatday-Token"))
     def masked_token(self, obj):
@@ -67,6 +89,85 @@ class CredentialAdmin(admin.ModelAdmin):
     @admin.display(description=_("webhook URL"))
     def webhook_url(self, obj):
         return obj.webhook_url() if obj.pk else "—"
+
+    @admin.display(description=_("webhook URL"))
+    def webhook_url_copy(self, obj):
+        if not obj.pk:
+            return _("Shown once the credential is saved.")
+        # The button copies from a data attribute, so no text is ever put inside the
+        # inline script (safe with any URL and any translation).
+        return format_html(
+            '<code class="rchat-webhook-url">{url}</code> '
+            '<button type="button" class="button rchat-copy" data-copy="{url}" '
+            'data-copied="{copied}" onclick="navigator.clipboard.writeText('
+            'this.dataset.copy).then(() => {{ this.textContent = this.dataset.copied; }})">'
+            "{label}</button>",
+            url=obj.webhook_url(),
+            copied=_("Copied"),
+            label=_("Copy"),
+        )
+
+    @admin.display(description=_("last error"))
+    def last_error_plain(self, obj):
+        if not obj.last_error:
+            return "—"
+        plain = _plain_error(obj.last_error)
+        if not plain:
+            return obj.last_error
+        return format_html("{}<br><small>{}</small>", plain, obj.last_error)
+
+    @admin.action(
+        description=_("Rotate the signature token (the old one works for a grace period)")
+    )
+    def rotate(self, request, queryset):
+        done = 0
+        for credential in queryset:
+            try:
+                services.credential_register(credential=credential, rotate=True)
+            except (RChatAPIError, RChatConfigurationError) as exc:
+                self.message_user(
+                    request,
+                    _("Rotation failed for %(name)s: %(reason)s")
+                    % {"name": credential.name, "reason": exc},
+                    messages.ERROR,
+                )
+            else:
+                done += 1
+        if done:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d credential has a new signature token.",
+                    "%(count)d credentials have a new signature token.",
+                    done,
+                )
+                % {"count": done},
+                messages.SUCCESS,
+            )
+
+    @admin.action(description=_("Test the connection to R-Chat"))
+    def test_connection(self, request, queryset):
+        for credential in queryset:
+            try:
+                status = services.credential_test_connection(credential=credential)
+            except (RChatAPIError, RChatConfigurationError) as exc:
+                reason = _plain_error(str(exc)) or str(exc)
+                self.message_user(
+                    request,
+                    _("%(name)s: the test failed. %(reason)s")
+                    % {"name": credential.name, "reason": reason},
+                    messages.ERROR,
+                )
+            else:
+                self.message_user(
+                    request,
+                    _(
+                        "%(name)s: R-Chat accepted the Chatday-Token (HTTP %(status)d to an "
+                        "empty test message; nothing was sent to anyone)."
+                    )
+                    % {"name": credential.name, "status": status},
+                    messages.SUCCESS,
+                )
 
     @admin.action(description=_("Register with R-Chat"))
     def register(self, request, queryset):
@@ -89,3 +190,643 @@ class CredentialAdmin(admin.ModelAdmin):
                 % {"count": done},
                 messages.SUCCESS,
             )
+
+
+# --- Presentation helpers ---------------------------------------------------------------
+
+
+def _plain_error(text):
+    """The gist of an R-Chat error in plain words, for operators; "" when unknown."""
+    if not text:
+        return ""
+    if "was refused" in text or "HTTP 401" in text or "HTTP 403" in text:
+        return _(
+            "R-Chat refused the Chatday-Token. Check it in R-Chat's \u201cR-Chat API\u201d "
+            "menu, save it here again and register."
+        )
+    if "rate limited" in text or "HTTP 429" in text:
+        return _("R-Chat asked rchat to slow down; it will try again later.")
+    if "did not answer in time" in text:
+        return _("R-Chat did not answer in time. It may be down; try again later.")
+    if "Could not reach" in text:
+        return _("Could not reach R-Chat. Check the base URL and the network.")
+    if "HTTP 404" in text or "HTTP 405" in text:
+        return _("R-Chat has no such address. Check the base URL and the API paths.")
+    if "no signature token" in text:
+        return _("R-Chat answered Register without a signature token.")
+    if "HTTP 5" in text:
+        return _("R-Chat had an internal error; try again later.")
+    return ""
+
+
+def _short(text, length=80):
+    text = " ".join((text or "").split())
+    return text if len(text) <= length else text[: length - 1] + "…"
+
+
+def _pretty_json(value):
+    return format_html(
+        '<pre class="rchat-pre">{}</pre>', json.dumps(value, indent=2, ensure_ascii=False)
+    )
+
+
+def _http_url(value):
+    """``value`` if it is an http(s) URL (safe for href/src), else ""."""
+    if not isinstance(value, str):
+        return ""
+    value = value.strip()
+    parts = urlsplit(value)
+    return value if parts.scheme in ("http", "https") and parts.netloc else ""
+
+
+def _number(value):
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def message_bubble(message):
+    """How one message is drawn in the admin conversation (a dict for the template).
+
+    Tolerant of the shapes R-Chat may send: ``data`` a string or an object, URLs under
+    several names. Only http(s) URLs become links or images.
+    """
+    data = message.data
+    obj = data if isinstance(data, dict) else {}
+    bubble = {
+        "message": message,
+        "kind": message.type if message.type in KNOWN_TYPES else "other",
+        "outbound": message.direction == Message.Direction.OUT,
+        "text": "",
+        "url": "",
+        "name": "",
+        "map_url": "",
+    }
+    kind = bubble["kind"]
+    if kind == "text":
+        bubble["text"] = data if isinstance(data, str) else obj.get("text") or message.text
+    elif kind in ("image", "file", "sticker"):
+        url = data if isinstance(data, str) else ""
+        for key in ("url", "originalContentUrl", "previewImageUrl", "contentUrl", "sticker_url"):
+            url = url or obj.get(key, "")
+        bubble["url"] = _http_url(url)
+        bubble["name"] = obj.get("name") or obj.get("filename") or obj.get("fileName") or ""
+        if kind == "sticker":
+            bubble["text"] = " / ".join(
+                str(obj[key]) for key in ("package_id", "sticker_id") if key in obj
+            )
+        elif not bubble["url"]:
+            bubble["text"] = message.text or json.dumps(data, ensure_ascii=False)
+    elif kind == "location":
+        lat, lon = _number(obj.get("latitude")), _number(obj.get("longitude"))
+        if lat is not None and lon is not None:
+            bubble["map_url"] = (
+                f"https://www.openstreetmap.org/?mlat={lat}&mlon={lon}#map=16/{lat}/{lon}"
+            )
+        bubble["text"] = obj.get("title") or obj.get("address") or f"{lat}, {lon}"
+    else:
+        bubble["text"] = message.text or json.dumps(data, ensure_ascii=False)
+    return bubble
+
+
+# --- Chat rooms ----------------------------------------------------------------------------
+
+
+class AssigneeFilter(admin.SimpleListFilter):
+    title = _("assigned to")
+    parameter_name = "assigned"
+
+    def lookups(self, request, model_admin):
+        return [("me", _("Me")), ("nobody", _("Nobody")), ("others", _("Someone else"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "me":
+            return queryset.filter(assignee=request.user)
+        if self.value() == "nobody":
+            return queryset.filter(assignee__isnull=True)
+        if self.value() == "others":
+            return queryset.exclude(assignee=request.user).exclude(assignee__isnull=True)
+        return queryset
+
+
+class UnreadFilter(admin.SimpleListFilter):
+    title = _("unread")
+    parameter_name = "unread"
+
+    def lookups(self, request, model_admin):
+        return [("yes", _("Has unread messages")), ("no", _("All read"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(unread_count__gt=0)
+        if self.value() == "no":
+            return queryset.filter(unread_count=0)
+        return queryset
+
+
+class ReplyForm(forms.Form):
+    """The admin reply box. It only parses; ``services.message_send`` validates."""
+
+    TYPES = [
+        ("text", _("Text")),
+        ("image", _("Image")),
+        ("file", _("File")),
+        ("sticker", _("Sticker")),
+        ("location", _("Location")),
+    ]
+
+    type = forms.ChoiceField(label=_("type"), choices=TYPES, initial="text")
+    text = forms.CharField(
+        label=_("Message"),
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": _("Write a reply…")}),
+    )
+    url = forms.CharField(label=_("URL"), required=False)
+    name = forms.CharField(label=_("File name"), required=False)
+    package_id = forms.CharField(label=_("Sticker package id"), required=False)
+    sticker_id = forms.CharField(label=_("Sticker id"), required=False)
+    latitude = forms.FloatField(label=_("Latitude"), required=False)
+    longitude = forms.FloatField(label=_("Longitude"), required=False)
+    title = forms.CharField(label=_("Place name"), required=False)
+
+    # Where each message type's validation errors ("data", "url" …) are shown.
+    ERROR_FIELDS = {
+        "data": {"text": "text"},
+        "url": "url",
+        "package_id": "package_id",
+        "sticker_id": "sticker_id",
+        "latitude": "latitude",
+        "longitude": "longitude",
+        "title": "title",
+        "type": "type",
+    }
+
+    def message_data(self):
+        """``data`` for ``services.message_send``, in the shape of the chosen type."""
+        values, kind = self.cleaned_data, self.cleaned_data["type"]
+        if kind == "text":
+            return values["text"]
+        if kind == "image":
+            return values["url"].strip()
+        if kind == "file":
+            url = values["url"].strip()
+            return {"url": url, "name": values["name"].strip()} if values["name"] else url
+        if kind == "sticker":
+            return {"package_id": values["package_id"], "sticker_id": values["sticker_id"]}
+        data = {"latitude": values["latitude"], "longitude": values["longitude"]}
+        if values["title"]:
+            data["title"] = values["title"]
+        return data
+
+    def add_service_errors(self, errors):
+        """Show ``InvalidMessage.errors`` next to the fields they are about."""
+        kind = self.cleaned_data.get("type")
+        for key, reason in errors.items():
+            field = self.ERROR_FIELDS.get(key)
+            if isinstance(field, dict):
+                field = field.get(kind)
+            self.add_error(field if field in self.fields else None, reason)
+
+
+@admin.register(ChatRoom)
+class ChatRoomAdmin(admin.ModelAdmin):
+    """Conversations: a list to triage, and a change page to read and answer."""
+
+    #: Messages shown on the change page (the newest ones); older ones are in the
+    #: message list.
+    conversation_limit = 100
+
+    list_display = [
+        "__str__",
+        "credential_name",
+        "chat_id",
+        "channel",
+        "status",
+        "assignee",
+        "last_message_at",
+        "unread_count",
+    ]
+    list_display_links = ["__str__", "chat_id"]
+    # Only the assignee is joined: the credential row would decrypt its tokens for
+    # every room, and its name comes as an annotation instead.
+    list_select_related = ["assignee"]
+    list_filter = ["status", "channel", AssigneeFilter, UnreadFilter, "credential"]
+    search_fields = ["chat_id", "display_name", "messages__text"]
+    search_help_text = _("Chat id, end user's name or message text.")
+    date_hierarchy = None
+    fields = [
+        ("credential", "channel"),
+        ("chat_id", "display_name"),
+        ("status", "assignee"),
+        ("last_message_at", "unread_count", "created_at"),
+    ]
+    readonly_fields = [
+        "credential",
+        "chat_id",
+        "channel",
+        "display_name",
+        "last_message_at",
+        "unread_count",
+        "created_at",
+    ]
+    actions = ["close_rooms", "reopen_rooms", "assign_to_me"]
+    change_form_template = "admin/rchat/chatroom/change_form.html"
+    change_list_template = "admin/rchat/chatroom/change_list.html"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(credential_name=F("credential__name"))
+
+    @admin.display(description=_("credential"), ordering="credential__name")
+    def credential_name(self, obj):
+        return obj.credential_name
+
+    def has_add_permission(self, request):
+        # Chat rooms come from R-Chat's webhooks; there is nothing to create by hand.
+        return False
+
+    def has_reply_permission(self, request, obj=None):
+        return request.user.has_perm("rchat.reply_chatroom")
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "assignee":
+            kwargs["queryset"] = get_user_model().objects.filter(is_staff=True, is_active=True)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        # Status and assignee are the only editable fields; each change goes through
+        # its service like everywhere else.
+        if "assignee" in form.changed_data:
+            services.room_assign(room=obj, user=form.cleaned_data["assignee"])
+        if "status" in form.changed_data:
+            if obj.status == ChatRoom.Status.CLOSED:
+                services.room_close(room=obj)
+            else:
+                services.room_reopen(room=obj)
+
+    # --- actions ---
+
+    @admin.action(description=_("Close the selected chat rooms"), permissions=["change"])
+    def close_rooms(self, request, queryset):
+        rooms = list(queryset.filter(status=ChatRoom.Status.OPEN))
+        for room in rooms:
+            services.room_close(room=room)
+        self.message_user(
+            request,
+            ngettext("%(count)d chat room closed.", "%(count)d chat rooms closed.", len(rooms))
+            % {"count": len(rooms)},
+            messages.SUCCESS,
+        )
+
+    @admin.action(description=_("Reopen the selected chat rooms"), permissions=["change"])
+    def reopen_rooms(self, request, queryset):
+        rooms = list(queryset.filter(status=ChatRoom.Status.CLOSED))
+        for room in rooms:
+            services.room_reopen(room=room)
+        self.message_user(
+            request,
+            ngettext("%(count)d chat room reopened.", "%(count)d chat rooms reopened.", len(rooms))
+            % {"count": len(rooms)},
+            messages.SUCCESS,
+        )
+
+    @admin.action(description=_("Assign the selected chat rooms to me"), permissions=["change"])
+    def assign_to_me(self, request, queryset):
+        rooms = list(queryset)
+        for room in rooms:
+            services.room_assign(room=room, user=request.user)
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d chat room assigned to you.",
+                "%(count)d chat rooms assigned to you.",
+                len(rooms),
+            )
+            % {"count": len(rooms)},
+            messages.SUCCESS,
+        )
+
+    # --- the conversation and the reply form ---
+
+    def get_urls(self):
+        overview = path(
+            "overview/",
+            self.admin_site.admin_view(self.overview_view),
+            name="rchat_overview",
+        )
+        return [overview, *super().get_urls()]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        room = self.get_object(request, unquote(object_id))
+        if room is None or not self.has_view_permission(request, room):
+            return super().change_view(request, object_id, form_url, extra_context)
+        reply_form = None
+        if request.method == "POST" and "_reply" in request.POST:
+            if not self.has_reply_permission(request, room):
+                raise PermissionDenied
+            reply_form = ReplyForm(request.POST, prefix="reply")
+            if reply_form.is_valid() and self._send_reply(request, room, reply_form):
+                return HttpResponseRedirect(request.path + "#rchat-reply")
+            # Show the page again with the reply form and its errors; the room's own
+            # form is not being submitted.
+            request.method = "GET"
+        elif request.method == "GET":
+            services.room_mark_read(room=room)
+        if reply_form is None and self.has_reply_permission(request, room):
+            reply_form = ReplyForm(prefix="reply")
+        context = {
+            **(extra_context or {}),
+            **self.conversation_context(request, room),
+            "reply_form": reply_form,
+        }
+        return super().change_view(request, object_id, form_url, context)
+
+    def _send_reply(self, request, room, form):
+        try:
+            services.message_send(
+                room=room,
+                type=form.cleaned_data["type"],
+                data=form.message_data(),
+                author=request.user,
+            )
+        except InvalidMessage as exc:
+            if exc.errors:
+                form.add_service_errors(exc.errors)
+            else:
+                form.add_error(None, str(exc))
+            return False
+        self.message_user(request, _("Reply queued for delivery."), messages.SUCCESS)
+        return True
+
+    def conversation_context(self, request, room):
+        """The newest messages of ``room`` as chat bubbles (one query)."""
+        newest = list(
+            room.messages.select_related("author").order_by("-created_at", "-id")[
+                : self.conversation_limit + 1
+            ]
+        )
+        more = len(newest) > self.conversation_limit
+        bubbles = [message_bubble(m) for m in reversed(newest[: self.conversation_limit])]
+        return {
+            "conversation": bubbles,
+            "conversation_truncated": more,
+            "room_messages_url": reverse("admin:rchat_message_changelist")
+            + f"?room__id__exact={room.pk}",
+            "can_reply": self.has_reply_permission(request, room),
+        }
+
+    # --- overview ---
+
+    def overview_view(self, request):
+        """Messages per day, delivery success, and what needs attention."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        days = 30 if request.GET.get("days") == "30" else 14
+        figures = selectors.admin_overview(days=days)
+        labels = [date_format(day, "M j") for day in figures["days"]]
+        chart = charts.grouped_bar_chart(
+            labels=labels,
+            series=[(_("Inbound"), figures["inbound"]), (_("Outbound"), figures["outbound"])],
+            title=_("Messages per day, last %(days)d days") % {"days": days},
+            label_every=1 if days <= 14 else 3,
+        )
+        ratio = charts.ratio_bar(
+            parts=[(_("Sent"), figures["sent"]), (_("Failed"), figures["failed"])],
+            title=_("Delivery success"),
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("R-Chat overview"),
+            "opts": self.model._meta,
+            "app_label": self.model._meta.app_label,
+            "figures": figures,
+            "days": days,
+            "chart": chart,
+            "ratio": ratio,
+            "total_in": sum(figures["inbound"]),
+            "total_out": sum(figures["outbound"]),
+            "failed_url": reverse("admin:rchat_message_changelist") + "?status__exact=failed",
+            "invalid_url": reverse("admin:rchat_credential_changelist") + "?status__exact=invalid",
+        }
+        return TemplateResponse(request, "admin/rchat/overview.html", context)
+
+
+# --- Messages ------------------------------------------------------------------------------
+
+
+class DeliveryAttemptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    extra = 0
+    can_delete = False
+    fields = ["started_at", "outcome", "http_status", "duration_ms", "error_type", "error"]
+    readonly_fields = fields
+    verbose_name_plural = _("delivery attempts (read-only)")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class MessageAdmin(admin.ModelAdmin):
+    """Every message in and out; failed ones can be sent again."""
+
+    list_display = [
+        "id",
+        "room",
+        "credential_name",
+        "direction",
+        "type",
+        "status",
+        "attempts",
+        "last_error_short",
+        "created_at",
+    ]
+    list_select_related = ["room"]
+    list_filter = ["status", "direction", "type", "room__credential", "created_at"]
+    search_fields = ["text", "external_id", "room__chat_id", "room__display_name"]
+    date_hierarchy = "created_at"
+    inlines = [DeliveryAttemptInline]
+    fields = [
+        ("room", "direction", "type"),
+        ("status", "attempts", "author"),
+        "text",
+        "data_pretty",
+        "extra_pretty",
+        "last_error",
+        ("external_id", "created_at", "sent_at", "next_attempt_at"),
+    ]
+    readonly_fields = [
+        "room",
+        "direction",
+        "type",
+        "status",
+        "attempts",
+        "author",
+        "text",
+        "data_pretty",
+        "extra_pretty",
+        "last_error",
+        "external_id",
+        "created_at",
+        "sent_at",
+        "next_attempt_at",
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(credential_name=F("room__credential__name"))
+
+    actions = ["send_again"]
+
+    def has_add_permission(self, request):
+        # Messages are written by services.message_send and the webhook, never by hand.
+        return False
+
+    @admin.action(description=_("Send again (failed messages only)"), permissions=["change"])
+    def send_again(self, request, queryset):
+        failed = queryset.filter(direction=Message.Direction.OUT, status=Message.Status.FAILED)
+        done = 0
+        for message in failed:
+            try:
+                services.message_retry(message=message)
+            except InvalidMessage as exc:
+                self.message_user(request, f"#{message.pk}: {exc}", messages.ERROR)
+            else:
+                done += 1
+        skipped = queryset.count() - done
+        self.message_user(
+            request,
+            ngettext("%(count)d message queued again.", "%(count)d messages queued again.", done)
+            % {"count": done},
+            messages.SUCCESS if done else messages.WARNING,
+        )
+        if skipped:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d message was not sent again: only failed outbound messages are.",
+                    "%(count)d messages were not sent again: only failed outbound messages are.",
+                    skipped,
+                )
+                % {"count": skipped},
+                messages.WARNING,
+            )
+
+    @admin.display(description=_("credential"), ordering="room__credential__name")
+    def credential_name(self, obj):
+        return obj.credential_name
+
+    @admin.display(description=_("last error"))
+    def last_error_short(self, obj):
+        return _short(obj.last_error) or "—"
+
+    @admin.display(description=_("data"))
+    def data_pretty(self, obj):
+        return _pretty_json(obj.data)
+
+    @admin.display(description=_("extra fields"))
+    def extra_pretty(self, obj):
+        return _pretty_json(obj.extra)
+
+
+# --- Webhook events ------------------------------------------------------------------------
+
+
+class WebhookEventAdmin(admin.ModelAdmin):
+    """A read-only log of every authenticated webhook call."""
+
+    list_display = [
+        "id",
+        "received_at",
+        "credential_name",
+        "outcome",
+        "remote_addr",
+        "message_link",
+        "error_short",
+    ]
+    list_select_related = []
+    list_filter = ["outcome", "credential", "received_at"]
+    date_hierarchy = "received_at"
+    fields = [
+        ("credential", "received_at", "remote_addr"),
+        ("outcome", "processed_at", "message_link"),
+        "error",
+        "headers_pretty",
+        "body_pretty",
+    ]
+    readonly_fields = [
+        "credential",
+        "received_at",
+        "remote_addr",
+        "outcome",
+        "processed_at",
+        "message_link",
+        "error",
+        "headers_pretty",
+        "body_pretty",
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(credential_name=F("credential__name"))
+
+    def has_add_permission(self, request):
+        return False
+
+    actions = ["reprocess"]
+
+    def has_change_permission(self, request, obj=None):
+        # A log: rows are written by the webhook and re-processing only.
+        return False
+
+    def has_reprocess_permission(self, request):
+        opts = self.model._meta
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+    @admin.action(description=_("Re-process the selected events"), permissions=["reprocess"])
+    def reprocess(self, request, queryset):
+        done = 0
+        for event in queryset:
+            try:
+                services.webhook_event_reprocess(event=event)
+            except (RChatError, ValueError) as exc:
+                self.message_user(request, f"#{event.pk}: {exc}", messages.ERROR)
+            else:
+                done += 1
+        if done:
+            self.message_user(
+                request,
+                ngettext("%(count)d event re-processed.", "%(count)d events re-processed.", done)
+                % {"count": done},
+                messages.SUCCESS,
+            )
+
+    @admin.display(description=_("credential"), ordering="credential__name")
+    def credential_name(self, obj):
+        return obj.credential_name or "—"
+
+    @admin.display(description=_("message"))
+    def message_link(self, obj):
+        if not obj.message_id:
+            return "—"
+        url = reverse("admin:rchat_message_change", args=[obj.message_id])
+        return format_html('<a href="{}">#{}</a>', url, obj.message_id)
+
+    @admin.display(description=_("error"))
+    def error_short(self, obj):
+        return _short(obj.error) or "—"
+
+    @admin.display(description=_("headers (secrets masked)"))
+    def headers_pretty(self, obj):
+        return _pretty_json(obj.headers)
+
+    @admin.display(description=_("body"))
+    def body_pretty(self, obj):
+        return format_html('<pre class="rchat-pre">{}</pre>', obj.body_text)
+
+
+admin.site.register(Message, MessageAdmin)
+admin.site.register(WebhookEvent, WebhookEventAdmin)

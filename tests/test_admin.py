@@ -1,0 +1,575 @@
+"""Operators' admin: every page renders with realistic data in a fixed number of queries,
+replies reach R-Chat, permissions separate reading from replying, and Thai works."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
+
+from rchat import services
+from rchat.conf import get_setting
+from rchat.models import ChatRoom, Credential, DeliveryAttempt, Message, WebhookEvent
+from tests.factories import ChatRoomFactory, CredentialFactory, MessageFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def operator(client):
+    """A superuser logged in to the test client."""
+    user = UserFactory(username="boss", is_superuser=True)
+    client.force_login(user)
+    return user
+
+
+def _staff_with(client, *codenames):
+    user = UserFactory(username="viewer")
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="rchat", codename__in=codenames)
+    )
+    client.force_login(user)
+    return user
+
+
+def _room_with_thread(credential=None, *, messages=3):
+    room = ChatRoomFactory(credential=credential or CredentialFactory(), display_name="Somchai")
+    for n in range(messages):
+        MessageFactory(room=room, data=f"hello {n}", text=f"hello {n}")
+    return room
+
+
+def _count_queries(client, url):
+    # A first request fills per-process caches (content types, permissions).
+    client.get(url)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+    assert response.status_code == 200, response.content[:500]
+    return len(queries)
+
+
+def _seed(rooms, messages_per_room):
+    credential = CredentialFactory()
+    user = UserFactory()
+    for n in range(rooms):
+        room = ChatRoomFactory(credential=credential, assignee=user if n % 2 else None)
+        for m in range(messages_per_room):
+            message = MessageFactory(
+                room=room,
+                direction="out" if m % 2 else "in",
+                status="failed" if m % 2 else "received",
+                attempts=m % 3,
+                last_error="R-Chat answered HTTP 500" if m % 2 else "",
+            )
+            if m % 2:
+                DeliveryAttempt.objects.create(
+                    message=message, started_at=timezone.now(), outcome="failed", http_status=500
+                )
+        WebhookEvent.objects.create(
+            credential=credential, headers={"Content-Type": "application/json"}, body=b"{}"
+        )
+
+
+# --- query counts -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url_name",
+    [
+        "admin:rchat_chatroom_changelist",
+        "admin:rchat_message_changelist",
+        "admin:rchat_webhookevent_changelist",
+        "admin:rchat_credential_changelist",
+        "admin:rchat_overview",
+        "admin:app_list",
+    ],
+)
+def test_list_pages_run_the_same_number_of_queries_for_few_and_many_rows(
+    client, operator, url_name
+):
+    """A list page costs as many queries with 40 rooms of 6 messages as with 2 of 2."""
+    url = reverse(url_name, kwargs={"app_label": "rchat"} if url_name == "admin:app_list" else {})
+    _seed(rooms=2, messages_per_room=2)
+    few = _count_queries(client, url)
+    _seed(rooms=40, messages_per_room=6)
+    many = _count_queries(client, url)
+    assert many == few
+
+
+def test_conversation_page_runs_the_same_number_of_queries_for_short_and_long_threads(
+    client, operator
+):
+    """The chat room page costs as many queries for a thread of 2 as for one of 150."""
+    short = _room_with_thread(messages=2)
+    long = _room_with_thread(credential=short.credential, messages=150)
+    out = MessageFactory(room=long, direction="out", status="sent", author=operator)
+    few = _count_queries(client, reverse("admin:rchat_chatroom_change", args=[short.pk]))
+    many = _count_queries(client, reverse("admin:rchat_chatroom_change", args=[long.pk]))
+    assert many == few
+    page = client.get(reverse("admin:rchat_chatroom_change", args=[long.pk])).content.decode()
+    assert f"#{out.pk}" in page
+    assert "All messages of this chat room" in page
+
+
+# --- credentials ------------------------------------------------------------------------
+
+
+def test_credential_list_masks_tokens_and_offers_the_webhook_url_to_copy(client, operator):
+    """Tokens appear only as their last 4 characters; the webhook URL has a Copy button."""
+    credential = CredentialFactory(token="cdt_supersecretvalue1234")
+    page = client.get(reverse("admin:rchat_credential_changelist")).content.decode()
+    assert "cdt_supersecretvalue1234" not in page
+    assert "••••1234" in page
+    assert f'data-copy="{credential.webhook_url()}"' in page
+    assert "https://site.example/rchat/webhook/" in page
+
+    change = client.get(reverse("admin:rchat_credential_change", args=[credential.pk]))
+    body = change.content.decode()
+    assert "cdt_supersecretvalue1234" not in body
+    assert credential.signature_token not in body
+
+
+def test_credential_last_error_is_explained_in_plain_words(client, operator):
+    """A refused token reads as advice, with R-Chat's answer below it."""
+    CredentialFactory(
+        status=Credential.Status.INVALID,
+        last_error="R-Chat answered HTTP 401 to http://x/: the Chatday-Token ••••abcd was refused",
+    )
+    page = client.get(reverse("admin:rchat_credential_changelist")).content.decode()
+    assert "R-Chat refused the Chatday-Token" in page
+    assert "HTTP 401" in page
+
+
+def _run_action(client, model, action, pks):
+    return client.post(
+        reverse(f"admin:rchat_{model}_changelist"),
+        {"action": action, "_selected_action": [str(pk) for pk in pks]},
+        follow=True,
+    )
+
+
+def test_test_connection_reports_an_accepted_token_and_changes_nothing_else(
+    client, operator, httpserver
+):
+    """R-Chat answering 400 to the empty probe means the token works; no Register call."""
+    credential = CredentialFactory(
+        base_url=httpserver.url_for(""), last_error="old trouble", status="invalid"
+    )
+    before_signature = credential.signature_token
+    httpserver.expect_request(get_setting("SEND_MESSAGE_PATH"), method="POST").respond_with_json(
+        {"status": "ERROR", "reason": "chat_id is required"}, status=400
+    )
+    response = _run_action(client, "credential", "test_connection", [credential.pk])
+    assert "R-Chat accepted the Chatday-Token" in response.content.decode()
+    credential.refresh_from_db()
+    assert credential.last_error == ""
+    assert credential.status == Credential.Status.INVALID
+    assert credential.signature_token == before_signature
+    assert [r.path for r, _ in httpserver.log] == [get_setting("SEND_MESSAGE_PATH")]
+    assert Message.objects.count() == 0
+
+
+def test_test_connection_with_a_refused_token_records_the_error_but_not_the_status(
+    client, operator, httpserver
+):
+    """A 401 is shown and kept as the last error; the credential stays active."""
+    credential = CredentialFactory(base_url=httpserver.url_for(""))
+    httpserver.expect_request(get_setting("SEND_MESSAGE_PATH")).respond_with_json(
+        {"error": "bad token"}, status=401
+    )
+    response = _run_action(client, "credential", "test_connection", [credential.pk])
+    assert "the test failed. R-Chat refused the Chatday-Token" in response.content.decode()
+    credential.refresh_from_db()
+    assert "401" in credential.last_error
+    assert credential.status == Credential.Status.ACTIVE
+
+
+def test_test_connection_to_a_wrong_path_is_a_failure(client, operator, httpserver):
+    """A 404 means the base URL or path is wrong, not that the token works."""
+    credential = CredentialFactory(base_url=httpserver.url_for(""))
+    httpserver.expect_request(get_setting("SEND_MESSAGE_PATH")).respond_with_data(
+        "Not Found", status=404
+    )
+    response = _run_action(client, "credential", "test_connection", [credential.pk])
+    assert "R-Chat has no such address" in response.content.decode()
+    credential.refresh_from_db()
+    assert "404" in credential.last_error
+
+
+def test_rotate_keeps_the_previous_signature_token_for_the_grace_period(
+    client, operator, httpserver
+):
+    """Rotate stores the new signature token and accepts the old one for a while."""
+    credential = CredentialFactory(base_url=httpserver.url_for(""))
+    old = credential.signature_token
+    httpserver.expect_request(get_setting("REGISTER_PATH")).respond_with_json(
+        {"Chatday-Signature-Token": "sig_brand_new_token_0001"}
+    )
+    response = _run_action(client, "credential", "rotate", [credential.pk])
+    assert "1 credential has a new signature token." in response.content.decode()
+    credential.refresh_from_db()
+    assert credential.signature_token == "sig_brand_new_token_0001"
+    assert credential.previous_signature_token == old
+    assert credential.previous_valid_until > timezone.now()
+
+
+# --- chat rooms -------------------------------------------------------------------------
+
+
+def test_chat_room_list_shows_what_an_operator_triages_by(client, operator):
+    """Credential, chat id, channel, name, status, assignee and unread count are listed."""
+    room = ChatRoomFactory(
+        chat_id="line-U123", channel="line", display_name="Malee", unread_count=7, assignee=operator
+    )
+    page = client.get(reverse("admin:rchat_chatroom_changelist")).content.decode()
+    for shown in (room.credential.name, "line-U123", "LINE", "Malee", "Open", "boss", ">7<"):
+        assert shown in page
+
+
+@pytest.mark.parametrize(
+    "query, found", [("line-U9", True), ("Pranee", True), ("pad thai", True), ("nothing", False)]
+)
+def test_chat_rooms_are_found_by_chat_id_name_and_message_text(client, operator, query, found):
+    """The search box looks in chat ids, end users' names and message text."""
+    room = ChatRoomFactory(chat_id="line-U9", display_name="Pranee")
+    MessageFactory(room=room, data="one pad thai please", text="one pad thai please")
+    MessageFactory(room=room, data="and pad thai again", text="and pad thai again")
+    response = client.get(reverse("admin:rchat_chatroom_changelist"), {"q": query})
+    assert (f"/{room.pk}/change/" in response.content.decode()) is found
+    assert response.context["cl"].result_count == (1 if found else 0)
+
+
+def test_conversation_shows_each_message_type_as_a_chat(client, operator):
+    """Inbound left, outbound right; image, file, sticker and location are drawn as such."""
+    room = ChatRoomFactory()
+    MessageFactory(room=room, data="Where is my order?", text="Where is my order?")
+    MessageFactory(room=room, type="image", data={"url": "https://cdn.example/p.jpg"})
+    MessageFactory(
+        room=room, type="file", data={"url": "https://cdn.example/a.pdf", "name": "a.pdf"}
+    )
+    MessageFactory(room=room, type="sticker", data={"package_id": "11537", "sticker_id": "52002"})
+    MessageFactory(room=room, type="location", data={"latitude": 13.75, "longitude": 100.5})
+    MessageFactory(room=room, type="image", data="javascript:alert(1)")
+    MessageFactory(
+        room=room, direction="out", status="failed", data="On its way", last_error="HTTP 500"
+    )
+    MessageFactory(room=room, direction="out", status="sent", data="Thanks", text="Thanks")
+
+    page = client.get(reverse("admin:rchat_chatroom_change", args=[room.pk])).content.decode()
+    assert 'rchat-row in"' in page and 'rchat-row out"' in page
+    assert '<img class="rchat-thumb" src="https://cdn.example/p.jpg"' in page
+    assert '<a href="https://cdn.example/a.pdf"' in page and "a.pdf</a>" in page
+    assert "11537 / 52002" in page
+    assert "openstreetmap.org/?mlat=13.75&amp;mlon=100.5" in page
+    assert 'src="javascript' not in page and 'href="javascript' not in page
+    assert 'rchat-status failed">Failed' in page and "HTTP 500" in page
+    assert 'rchat-status sent">Sent' in page
+
+
+def test_opening_a_conversation_marks_it_read(client, operator):
+    """The unread count goes back to zero when an operator opens the room."""
+    room = ChatRoomFactory(unread_count=4)
+    client.get(reverse("admin:rchat_chatroom_change", args=[room.pk]))
+    room.refresh_from_db()
+    assert room.unread_count == 0
+
+
+def test_a_reply_from_the_change_page_is_queued_and_delivered_to_r_chat(
+    client, operator, httpserver
+):
+    """The reply becomes a queued message; delivery posts it to R-Chat and marks it sent."""
+    room = ChatRoomFactory(
+        chat_id="web-42", credential=CredentialFactory(base_url=httpserver.url_for(""))
+    )
+    url = reverse("admin:rchat_chatroom_change", args=[room.pk])
+    response = client.post(url, {"_reply": "Send", "reply-type": "text", "reply-text": " Hi! "})
+    assert response.status_code == 302
+    message = Message.objects.get(room=room)
+    assert (message.direction, message.status, message.data) == ("out", "queued", "Hi!")
+    assert message.author == operator
+
+    httpserver.expect_request(
+        get_setting("SEND_MESSAGE_PATH"),
+        method="POST",
+        json={"message": {"type": "text", "data": "Hi!"}, "chat_id": "web-42"},
+    ).respond_with_json({"status": "SUCCESS", "message_id": "m-1"})
+    services.message_deliver(message_id=message.pk)
+    message.refresh_from_db()
+    assert message.status == "sent"
+    httpserver.check_assertions()
+
+    page = client.get(url).content.decode()
+    assert "Reply queued for delivery." in page
+    assert "Hi!" in page and 'rchat-status sent">Sent' in page
+
+
+def test_a_location_reply_is_sent_with_its_coordinates(client, operator):
+    """The reply form builds each type's data: a location gets latitude and longitude."""
+    room = ChatRoomFactory()
+    client.post(
+        reverse("admin:rchat_chatroom_change", args=[room.pk]),
+        {
+            "_reply": "Send",
+            "reply-type": "location",
+            "reply-latitude": "13.7563",
+            "reply-longitude": "100.5018",
+            "reply-title": "Shop",
+        },
+    )
+    message = Message.objects.get(room=room)
+    assert message.data == {"latitude": 13.7563, "longitude": 100.5018, "title": "Shop"}
+
+
+@pytest.mark.parametrize(
+    "form, field_error",
+    [
+        ({"reply-type": "text", "reply-text": "   "}, "A text message cannot be empty."),
+        (
+            {"reply-type": "image", "reply-url": "ftp://x/y.png"},
+            "Enter an http:// or https:// URL.",
+        ),
+        ({"reply-type": "location", "reply-latitude": "95"}, "Must be between -90 and 90."),
+        ({"reply-type": "carrier-pigeon"}, "Select a valid choice."),
+    ],
+)
+def test_an_empty_or_invalid_reply_shows_a_form_error_and_queues_nothing(
+    client, operator, form, field_error
+):
+    """Bad input re-shows the page with the reason; no message is stored."""
+    room = ChatRoomFactory()
+    response = client.post(
+        reverse("admin:rchat_chatroom_change", args=[room.pk]), {"_reply": "Send", **form}
+    )
+    assert response.status_code == 200
+    assert field_error in response.content.decode()
+    assert 'class="errorlist' in response.content.decode()
+    assert Message.objects.count() == 0
+
+
+def test_a_reply_to_a_closed_room_is_refused_with_a_reason(client, operator):
+    """A closed room takes no reply until it is reopened."""
+    room = ChatRoomFactory(status=ChatRoom.Status.CLOSED)
+    response = client.post(
+        reverse("admin:rchat_chatroom_change", args=[room.pk]),
+        {"_reply": "Send", "reply-type": "text", "reply-text": "Hello"},
+    )
+    assert "This chat room is closed; reopen it to reply." in response.content.decode()
+    assert Message.objects.count() == 0
+
+
+def test_an_operator_without_the_reply_permission_reads_but_cannot_reply(client):
+    """view_chatroom shows the conversation without a reply form; a crafted POST gets 403."""
+    _staff_with(client, "view_chatroom", "view_message")
+    room = _room_with_thread()
+    url = reverse("admin:rchat_chatroom_change", args=[room.pk])
+    page = client.get(url).content.decode()
+    assert "hello 2" in page
+    assert 'name="_reply"' not in page
+    assert "replying needs the permission" in page
+
+    response = client.post(url, {"_reply": "Send", "reply-type": "text", "reply-text": "sneaky"})
+    assert response.status_code == 403
+    assert not Message.objects.filter(direction="out").exists()
+
+
+def test_an_operator_with_the_reply_permission_can_reply_without_change_rights(client):
+    """Replying needs reply_chatroom, not the right to edit the room."""
+    _staff_with(client, "view_chatroom", "reply_chatroom")
+    room = ChatRoomFactory()
+    url = reverse("admin:rchat_chatroom_change", args=[room.pk])
+    assert 'name="_reply"' in client.get(url).content.decode()
+    client.post(url, {"_reply": "Send", "reply-type": "text", "reply-text": "hi"})
+    assert Message.objects.get(room=room).status == "queued"
+
+
+def test_room_actions_close_reopen_and_assign_to_me(client, operator):
+    """The list's actions change status and assignee of the selected rooms."""
+    rooms = ChatRoomFactory.create_batch(2)
+    _run_action(client, "chatroom", "close_rooms", [r.pk for r in rooms])
+    assert set(ChatRoom.objects.values_list("status", flat=True)) == {"closed"}
+    _run_action(client, "chatroom", "reopen_rooms", [rooms[0].pk])
+    assert ChatRoom.objects.get(pk=rooms[0].pk).status == "open"
+    response = _run_action(client, "chatroom", "assign_to_me", [r.pk for r in rooms])
+    assert "2 chat rooms assigned to you." in response.content.decode()
+    assert set(ChatRoom.objects.values_list("assignee", flat=True)) == {operator.pk}
+
+
+def test_changing_status_and_assignee_on_the_change_page(client, operator):
+    """The room form edits only status and assignee."""
+    room = ChatRoomFactory(chat_id="keep-me")
+    client.post(
+        reverse("admin:rchat_chatroom_change", args=[room.pk]),
+        {"status": "closed", "assignee": str(operator.pk), "chat_id": "changed"},
+    )
+    room.refresh_from_db()
+    assert (room.status, room.assignee, room.chat_id) == ("closed", operator, "keep-me")
+
+
+# --- messages and webhook events --------------------------------------------------------
+
+
+def test_message_page_shows_raw_data_read_only_and_its_delivery_attempts(client, operator):
+    """Data is shown as JSON text, not a form field; attempts are listed."""
+    message = MessageFactory(
+        direction="out", status="failed", type="sticker", data={"package_id": "1", "sticker_id": 2}
+    )
+    DeliveryAttempt.objects.create(
+        message=message,
+        started_at=timezone.now(),
+        outcome="failed",
+        http_status=400,
+        error="R-Chat said no",
+    )
+    page = client.get(reverse("admin:rchat_message_change", args=[message.pk])).content.decode()
+    assert "&quot;package_id&quot;: &quot;1&quot;" in page
+    assert 'name="data"' not in page
+    assert "R-Chat said no" in page and "400" in page
+
+
+def test_message_list_filters_by_status_direction_type_credential_and_date(client, operator):
+    """Each filter narrows the list to the matching messages."""
+    credential = CredentialFactory()
+    failed = MessageFactory(
+        room=ChatRoomFactory(credential=credential), direction="out", status="failed"
+    )
+    MessageFactory(type="image", data={"url": "https://x.example/i.png"})
+    url = reverse("admin:rchat_message_changelist")
+    today = timezone.localdate()
+    for params in (
+        {"status__exact": "failed"},
+        {"direction__exact": "out"},
+        {"room__credential__id__exact": credential.pk},
+        {"type": "text", "status__exact": "failed"},
+        {
+            "created_at__year": today.year,
+            "created_at__month": today.month,
+            "created_at__day": today.day,
+            "status__exact": "failed",
+        },
+    ):
+        response = client.get(url, params)
+        assert [m.pk for m in response.context["cl"].result_list] == [failed.pk], params
+
+
+def test_send_again_requeues_failed_messages_only(client, operator):
+    """ "Send again" puts failed outbound messages back in the queue and skips the rest."""
+    failed = MessageFactory(direction="out", status="failed", attempts=8, last_error="boom")
+    received = MessageFactory()
+    response = _run_action(client, "message", "send_again", [failed.pk, received.pk])
+    body = response.content.decode()
+    assert "1 message queued again." in body
+    assert "1 message was not sent again" in body
+    failed.refresh_from_db()
+    assert (failed.status, failed.attempts) == ("queued", 0)
+
+
+def test_webhook_event_page_shows_redacted_headers_and_the_body_as_text(client, operator):
+    """The log shows headers as stored (token masked) and the raw body; nothing is editable."""
+    event = WebhookEvent.objects.create(
+        credential=CredentialFactory(),
+        headers={"X-Chatday-Signature-Token": "••••wxyz"},
+        body='{"chat_id": "c-1", "message": {"type": "text", "data": "สวัสดี"}}'.encode(),
+        outcome="failed",
+        error="no chat_id",
+    )
+    page = client.get(reverse("admin:rchat_webhookevent_change", args=[event.pk])).content.decode()
+    assert "••••wxyz" in page
+    assert "สวัสดี" in page
+    assert 'name="_save"' not in page
+    listing = client.get(reverse("admin:rchat_webhookevent_changelist"), {"outcome__exact": "ping"})
+    assert listing.context["cl"].result_count == 0
+
+
+# --- overview ---------------------------------------------------------------------------
+
+
+def _bar(page, label, series):
+    match = re.search(
+        rf'data-label="{re.escape(label)}" data-series="{series}" data-value="(\d+)"', page
+    )
+    assert match, (label, series)
+    return int(match.group(1))
+
+
+def test_overview_draws_messages_per_day_and_the_success_rate(client, operator):
+    """The SVG holds each day's counts; the page shows the delivery rate and links."""
+    room = ChatRoomFactory()
+    now = timezone.now()
+    two_days_ago = now - timedelta(days=2)
+    for _ in range(3):
+        MessageFactory(room=room)
+    for status in ("sent", "sent", "sent", "failed"):
+        MessageFactory(room=room, direction="out", status=status)
+    old = MessageFactory(room=room)
+    Message.objects.filter(pk=old.pk).update(created_at=two_days_ago)
+    ancient = MessageFactory(room=room)
+    Message.objects.filter(pk=ancient.pk).update(created_at=now - timedelta(days=40))
+    CredentialFactory(status="invalid")
+
+    response = client.get(reverse("admin:rchat_overview"))
+    page = response.content.decode()
+    assert "<svg" in page and 'src="http' not in page
+    today_label = _label(timezone.localtime(now))
+    assert _bar(page, today_label, "Inbound") == 3
+    assert _bar(page, today_label, "Outbound") == 4
+    assert _bar(page, _label(timezone.localtime(two_days_ago)), "Inbound") == 1
+    assert page.count('class="rchat-bar"') == 14 * 2
+    assert 'id="rchat-total-in"><strong>4<' in page
+    assert 'id="rchat-success-rate"><strong>75.0%' in page
+    assert "?status__exact=failed" in page and ">1</a>" in page
+    assert "?status__exact=invalid" in page
+
+    thirty = client.get(reverse("admin:rchat_overview"), {"days": "30"}).content.decode()
+    assert thirty.count('class="rchat-bar"') == 30 * 2
+
+
+def _label(moment):
+    return date_format(moment.date(), "M j")
+
+
+def test_overview_is_linked_from_the_app_index_and_the_chat_room_list(client, operator):
+    """Operators find the overview from the rchat app page and the chat room list."""
+    overview = reverse("admin:rchat_overview")
+    app = client.get(reverse("admin:app_list", kwargs={"app_label": "rchat"})).content.decode()
+    assert overview in app
+    rooms = client.get(reverse("admin:rchat_chatroom_changelist")).content.decode()
+    assert overview in rooms
+
+
+def test_overview_needs_the_view_permission(client):
+    """Staff who may not see chat rooms do not see the overview."""
+    _staff_with(client, "view_credential")
+    assert client.get(reverse("admin:rchat_overview")).status_code == 403
+
+
+# --- Thai -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url_name, thai",
+    [
+        ("admin:rchat_overview", "ข้อความต่อวัน"),
+        ("admin:rchat_chatroom_changelist", "ห้องแชท"),
+        ("admin:rchat_credential_changelist", "ทดสอบการเชื่อมต่อกับ R-Chat"),
+    ],
+)
+def test_pages_speak_thai_to_a_thai_browser(client, operator, url_name, thai):
+    """With Accept-Language th the admin pages show rchat's Thai translations."""
+    ChatRoomFactory()
+    page = client.get(reverse(url_name), HTTP_ACCEPT_LANGUAGE="th").content.decode()
+    assert thai in page
+
+
+def test_conversation_and_reply_form_are_in_thai(client, operator):
+    """The conversation page's own strings are translated too."""
+    room = _room_with_thread(messages=1)
+    page = client.get(
+        reverse("admin:rchat_chatroom_change", args=[room.pk]), HTTP_ACCEPT_LANGUAGE="th"
+    ).content.decode()
+    assert "บทสนทนา" in page
+    assert "ส่งคำตอบ" in page
