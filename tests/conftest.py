@@ -47,3 +47,19 @@ def pytest_runtest_setup(item):
 def _rchat_defaults(settings, tmp_path):
     """Each test starts from the project's RCHAT settings with a known site URL."""
     settings.RCHAT = {**settings.RCHAT, "SITE_URL": "https://site.example"}
+
+
+# --- The R-Chat sandbox ------------------------------------------------------------------
+
+
+@pytest.fixture
+def sandbox():
+    """A fake R-Chat on a free port (``rchat.sandbox.Sandbox``), stopped after the test.
+
+    It knows no webhook URL: set ``sandbox.webhook_url`` to where end users' messages
+    should go. Its ``url`` is the base URL to give a credential.
+    """
+    from rchat.sandbox import Sandbox
+
+    with Sandbox(port=0) as running:
+        yield running
