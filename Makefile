@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install clean messages
 
 $(BIN)/python:
 	@echo "==> Creating the virtualenv in $(VENV) with $(PYTHON)"
@@ -35,3 +35,9 @@ run: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+# Translations: refresh rchat/locale/*/LC_MESSAGES/django.po from the code and
+# templates, then compile the .mo files Django reads (needs GNU gettext).
+messages: $(STAMP)
+	cd rchat && ../$(BIN)/django-admin makemessages -l th --no-obsolete
+	cd rchat && ../$(BIN)/django-admin compilemessages
