@@ -126,6 +126,10 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# rchat's sweep wakes outbound messages whose wake-up was lost (docs/delivery.md).
+CELERY_BEAT_SCHEDULE = {
+    "rchat-requeue-stale": {"task": "rchat.tasks.requeue_stale", "schedule": 30.0},
+}
 
 # --- rchat --------------------------------------------------------------------------
 RCHAT = {
