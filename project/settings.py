@@ -46,6 +46,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    # The API's OpenAPI schema, and Swagger UI's files served locally (no CDN).
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "rchat",
 ]
 
@@ -140,6 +143,7 @@ if os.environ.get("RCHAT_ENCRYPTION_KEYS"):
     RCHAT["ENCRYPTION_KEYS"] = env_list("RCHAT_ENCRYPTION_KEYS", [])
 
 REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",

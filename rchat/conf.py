@@ -42,6 +42,10 @@ DEFAULTS = {
     "STALE_AFTER_SECONDS": 120,
     # Longest text message accepted from a sender, in characters.
     "TEXT_MAX_LENGTH": 5000,
+    # REST API rate limits per user (DRF rate strings; None for no limit): "user" for
+    # every call, "write" for calls that change something. A site's own
+    # REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["rchat"] / ["rchat_write"] wins.
+    "API_THROTTLE_RATES": {"user": "600/minute", "write": "60/minute"},
 }
 
 

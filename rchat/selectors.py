@@ -30,13 +30,16 @@ def _rooms():
     )
 
 
-def room_list(*, user, view="all", status="open", q="", credential=None):
+def room_list(
+    *, user, view="all", status="open", q="", credential=None, credential_name="", chat_id=""
+):
     """Chat rooms for the inbox or the API, most recent activity first.
 
     ``view`` is one of ``ROOM_VIEWS`` (``mine`` is relative to ``user``), ``status``
     one of ``ROOM_STATUSES``; ``q`` matches the chat id, the end user's name or the
-    text of any message in the room; ``credential`` (a Credential or its pk) keeps
-    only that account's rooms.
+    text of any message in the room; ``credential`` (a Credential or its pk) or
+    ``credential_name`` keeps only that account's rooms; ``chat_id`` is R-Chat's id,
+    matched exactly.
     """
     rooms = _rooms()
     if view == "mine":
@@ -47,6 +50,10 @@ def room_list(*, user, view="all", status="open", q="", credential=None):
         rooms = rooms.filter(status=status)
     if credential is not None:
         rooms = rooms.filter(credential=credential)
+    if credential_name:
+        rooms = rooms.filter(credential__name=credential_name)
+    if chat_id:
+        rooms = rooms.filter(chat_id=chat_id)
     q = (q or "").strip()
     if q:
         in_messages = Message.objects.filter(room=OuterRef("pk"), text__icontains=q)
@@ -101,14 +108,17 @@ def room_thread_version(*, room, since_id):
     Covers new messages, status changes of shown ones, and the room's own state; the
     page's poll compares it to skip re-rendering an unchanged thread.
     """
+    # Counts per status as well as the latest updated_at: a bulk update() that does
+    # not touch updated_at still changes a status count.
+    per_status = {
+        status: Count("id", filter=Q(status=status)) for status in Message.Status.values
+    }
     shown = Message.objects.filter(room=room, id__gte=since_id or 0).aggregate(
-        count=Count("id"), last_id=Max("id"), changed=Max("updated_at")
+        last_id=Max("id"), changed=Max("updated_at"), **per_status
     )
     changed = shown["changed"].timestamp() if shown["changed"] else 0
-    return (
-        f"{shown['count']}.{shown['last_id'] or 0}.{changed:.6f}."
-        f"{room.status}.{room.assignee_id or 0}"
-    )
+    counts = "-".join(str(shown[status]) for status in Message.Status.values)
+    return f"{counts}.{shown['last_id'] or 0}.{changed:.6f}.{room.status}.{room.assignee_id or 0}"
 
 
 # --- Admin overview ---------------------------------------------------------------------

@@ -1,12 +1,24 @@
 """rchat's URLs. Mount them in the host site: ``path("rchat/", include("rchat.urls"))``."""
 
-from django.urls import path
+from django.urls import include, path
 
-from . import webhooks
+from . import views, webhooks
 
 app_name = "rchat"
 
 urlpatterns = [
     path("webhook/", webhooks.WebhookView.as_view(), name="webhook"),
     path("webhook/<str:key>/", webhooks.WebhookView.as_view(), name="webhook-key"),
+    # --- Agent inbox and REST API
+    path("inbox/", views.inbox, name="inbox"),
+    path("inbox/rooms/", views.room_list_partial, name="inbox-rooms"),
+    path("inbox/<int:pk>/", views.conversation, name="inbox-room"),
+    path("inbox/<int:pk>/thread/", views.thread_partial, name="inbox-thread"),
+    path("inbox/<int:pk>/assign/", views.room_assign, name="inbox-assign"),
+    path("inbox/<int:pk>/close/", views.room_close, name="inbox-close"),
+    path("inbox/<int:pk>/reopen/", views.room_reopen, name="inbox-reopen"),
+    path(
+        "inbox/<int:pk>/messages/<int:message_pk>/retry/", views.message_retry, name="inbox-retry"
+    ),
+    path("api/", include(("rchat.api.urls", "api"))),
 ]

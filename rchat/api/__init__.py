@@ -1,0 +1,1 @@
+"""rchat's REST API for agents' tools and bots (mounted at ``api/`` in rchat.urls)."""

@@ -1,0 +1,56 @@
+"""The API's OpenAPI schema and its documentation page.
+
+The page is Swagger UI served from drf-spectacular-sidecar's static files, so it
+loads nothing from a CDN (add ``drf_spectacular_sidecar`` to INSTALLED_APPS).
+"""
+
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView, _get_sidecar_url
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.renderers import TemplateHTMLRenderer
+
+from .permissions import CanSeeChatRooms
+
+SCHEMA_SETTINGS = {
+    "TITLE": "rchat API",
+    "DESCRIPTION": (
+        "Read R-Chat conversations and answer them: chat rooms, their messages, "
+        "replies, assign, close and reopen. Authenticate with a session or with "
+        "'Authorization: Token <key>'."
+    ),
+    "VERSION": "1",
+    "PREPROCESSING_HOOKS": ["rchat.api.docs.only_rchat_api"],
+}
+
+
+def only_rchat_api(endpoints, **kwargs):
+    """Keep rchat's API in the schema, whatever else the host site serves with DRF."""
+    return [
+        endpoint
+        for endpoint in endpoints
+        if getattr(endpoint[3], "cls", None) is not None
+        and endpoint[3].cls.__module__ == "rchat.api.views"
+    ]
+
+
+class SchemaView(SpectacularAPIView):
+    authentication_classes = [SessionAuthentication, TokenAuthentication]
+    permission_classes = [CanSeeChatRooms]
+    throttle_classes = []
+    custom_settings = SCHEMA_SETTINGS
+
+
+class DocsView(SpectacularSwaggerView):
+    authentication_classes = [SessionAuthentication]
+    permission_classes = [CanSeeChatRooms]
+    throttle_classes = []
+    renderer_classes = [TemplateHTMLRenderer]
+    url_name = "rchat:api:schema"
+    title = "rchat API"
+
+    @staticmethod
+    def _swagger_ui_resource(filename):
+        return _get_sidecar_url(f"swagger-ui-dist/{filename}")
+
+    @staticmethod
+    def _swagger_ui_favicon():
+        return _get_sidecar_url("swagger-ui-dist/favicon-32x32.png")

@@ -1,0 +1,30 @@
+"""The API's URLs, included by rchat.urls under ``api/`` with the namespace ``rchat:api``."""
+
+from django.contrib.auth.decorators import login_not_required
+from django.urls import path
+
+from . import docs, views
+
+
+def api(view_class):
+    # The API authenticates on its own (session or token) and answers 401/403 in
+    # JSON; a site-wide LoginRequiredMiddleware must not redirect bots to a login page.
+    return login_not_required(view_class.as_view())
+
+
+urlpatterns = [
+    path("rooms/", api(views.RoomListView), name="room-list"),
+    path("rooms/<int:pk>/", api(views.RoomDetailView), name="room-detail"),
+    path("rooms/<int:pk>/messages/", api(views.RoomMessagesView), name="room-messages"),
+    path("rooms/<int:pk>/assign/", api(views.RoomAssignView), name="room-assign"),
+    path("rooms/<int:pk>/close/", api(views.RoomCloseView), name="room-close"),
+    path("rooms/<int:pk>/reopen/", api(views.RoomReopenView), name="room-reopen"),
+    path("rooms/<int:pk>/read/", api(views.RoomReadView), name="room-read"),
+    path(
+        "rooms/<int:pk>/messages/<int:message_pk>/retry/",
+        api(views.MessageRetryView),
+        name="message-retry",
+    ),
+    path("schema/", api(docs.SchemaView), name="schema"),
+    path("docs/", docs.DocsView.as_view(), name="docs"),
+]

@@ -1,0 +1,218 @@
+"""The REST API: chat rooms, their messages, replies and the room's actions.
+
+Every view sets its authentication, permission, throttle, pagination, renderer and
+schema classes itself, so a host site's REST_FRAMEWORK defaults change nothing here.
+Views parse and answer; reads go through ``rchat.selectors``, changes through
+``rchat.services``.
+"""
+
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import CursorPagination, PageNumberPagination
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from .. import selectors, services
+from ..exceptions import InvalidMessage
+from ..models import ChatRoom, Message
+from .permissions import CanSeeChatRooms
+from .serializers import (
+    AssignSerializer,
+    ChatRoomSerializer,
+    MessageSerializer,
+    ReplySerializer,
+    RoomFilterSerializer,
+)
+from .throttling import RChatUserThrottle, RChatWriteThrottle
+
+
+def exception_handler(exc, context):
+    """DRF's handler, with every 400 shaped ``{"detail": ..., "errors": {field: ...}}``."""
+    if isinstance(exc, InvalidMessage):
+        return Response({"detail": str(exc), "errors": exc.errors}, status=400)
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(exc, ValidationError):
+        errors = response.data
+        if not isinstance(errors, dict):
+            errors = {"non_field_errors": errors}
+        response.data = {"detail": _("Invalid input."), "errors": errors}
+    return response
+
+
+class RoomPagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class MessageCursorPagination(CursorPagination):
+    """Newest first; follow ``next`` for older messages. Ordered on the thread index."""
+
+    ordering = "-id"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class RChatAPIView(APIView):
+    authentication_classes = [SessionAuthentication, TokenAuthentication]
+    permission_classes = [CanSeeChatRooms]
+    throttle_classes = [RChatUserThrottle, RChatWriteThrottle]
+    renderer_classes = [JSONRenderer, BrowsableAPIRenderer]
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    pagination_class = None
+    schema = AutoSchema()
+
+    def get_exception_handler(self):
+        return exception_handler
+
+    def get_room(self):
+        try:
+            return selectors.room_get(pk=self.kwargs["pk"])
+        except ChatRoom.DoesNotExist:
+            raise Http404(_("No such chat room.")) from None
+
+
+ROOM_FILTERS = [
+    OpenApiParameter("view", enum=selectors.ROOM_VIEWS, description="mine, unassigned or all"),
+    OpenApiParameter("status", enum=selectors.ROOM_STATUSES, description="default: open"),
+    OpenApiParameter("q", description="Search in chat id, end user's name, message text"),
+    OpenApiParameter("credential", description="Only this credential's rooms (its name)"),
+    OpenApiParameter("chat_id", description="R-Chat's chat id, exactly"),
+]
+
+
+@extend_schema(parameters=ROOM_FILTERS)
+class RoomListView(RChatAPIView, generics.ListAPIView):
+    """Chat rooms, most recent activity first (filters as in the inbox)."""
+
+    serializer_class = ChatRoomSerializer
+    pagination_class = RoomPagination
+
+    def get_queryset(self):
+        filters = RoomFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        values = filters.validated_data
+        return selectors.room_list(
+            user=self.request.user,
+            view=values["view"],
+            status=values["status"],
+            q=values["q"],
+            credential_name=values.get("credential", ""),
+            chat_id=values.get("chat_id", ""),
+        )
+
+
+class RoomDetailView(RChatAPIView, generics.RetrieveAPIView):
+    """One chat room."""
+
+    serializer_class = ChatRoomSerializer
+
+    def get_object(self):
+        room = self.get_room()
+        self.check_object_permissions(self.request, room)
+        return room
+
+
+class RoomMessagesView(RChatAPIView, generics.ListAPIView):
+    """A room's messages, newest first (GET); post a reply (POST)."""
+
+    serializer_class = MessageSerializer
+    pagination_class = MessageCursorPagination
+
+    def get_queryset(self):
+        return selectors.room_messages(room=self.get_room())
+
+    @extend_schema(
+        request=ReplySerializer,
+        responses={201: MessageSerializer},
+        description=(
+            "Queue a reply; a worker sends it to R-Chat. Bad input or a closed room: 400 "
+            'with {"detail": ..., "errors": {field: reason}} and nothing queued.'
+        ),
+    )
+    def post(self, request, pk):
+        room = self.get_room()
+        reply = ReplySerializer(data=request.data)
+        reply.is_valid(raise_exception=True)
+        message = services.message_send(
+            room=room,
+            type=reply.validated_data["type"],
+            data=reply.validated_data["data"],
+            author=request.user,
+        )
+        return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
+
+
+class _RoomActionView(RChatAPIView):
+    serializer_class = ChatRoomSerializer
+
+    def answer(self, room):
+        # Re-read so the answer shows the assignee and credential name as stored.
+        return Response(ChatRoomSerializer(selectors.room_get(pk=room.pk)).data)
+
+
+class RoomAssignView(_RoomActionView):
+    @extend_schema(
+        request=AssignSerializer,
+        responses={200: ChatRoomSerializer},
+        description='Assign the room: {"assignee": user id}, null for nobody, omitted for you.',
+    )
+    def post(self, request, pk):
+        room = self.get_room()
+        body = AssignSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        user = body.validated_data.get("assignee", request.user)
+        services.room_assign(room=room, user=user)
+        return self.answer(room)
+
+
+class RoomCloseView(_RoomActionView):
+    @extend_schema(request=None, responses={200: ChatRoomSerializer})
+    def post(self, request, pk):
+        room = self.get_room()
+        services.room_close(room=room)
+        return self.answer(room)
+
+
+class RoomReopenView(_RoomActionView):
+    @extend_schema(request=None, responses={200: ChatRoomSerializer})
+    def post(self, request, pk):
+        room = self.get_room()
+        services.room_reopen(room=room)
+        return self.answer(room)
+
+
+class RoomReadView(_RoomActionView):
+    @extend_schema(request=None, responses={200: ChatRoomSerializer})
+    def post(self, request, pk):
+        """Mark the room read: its unread count goes back to zero."""
+        room = self.get_room()
+        services.room_mark_read(room=room)
+        return self.answer(room)
+
+
+class MessageRetryView(RChatAPIView):
+    serializer_class = MessageSerializer
+
+    @extend_schema(request=None, responses={200: MessageSerializer})
+    def post(self, request, pk, message_pk):
+        """Send a failed reply again (400 if it has not failed or the room is closed)."""
+        room = self.get_room()
+        message = get_object_or_404(
+            Message.objects.select_related("author"),
+            pk=message_pk,
+            room=room,
+            direction=Message.Direction.OUT,
+        )
+        message = services.message_retry(message=message)
+        return Response(MessageSerializer(message).data)

@@ -1,0 +1,267 @@
+"""The agent inbox: a room list and a conversation page, live through polling.
+
+Every page works with JavaScript off (plain forms, redirect after POST). With it on,
+htmx polls two partials every two seconds: the room list, and the thread, which
+answers 204 (nothing to swap) while its version has not changed.
+
+Seeing needs ``rchat.view_chatroom``; replying, retrying, assigning, closing and
+reopening need ``rchat.reply_chatroom`` as well, checked again on every POST.
+"""
+
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from . import selectors, services
+from .exceptions import InvalidMessage
+from .forms import ReplyForm, RoomFilterForm
+from .models import ChatRoom, Message
+
+VIEW_PERMISSION = "rchat.view_chatroom"
+REPLY_PERMISSION = "rchat.reply_chatroom"
+ROOMS_PER_PAGE = 50
+
+
+def can_see(view_func):
+    return login_required(permission_required(VIEW_PERMISSION, raise_exception=True)(view_func))
+
+
+def can_reply(view_func):
+    return login_required(
+        permission_required([VIEW_PERMISSION, REPLY_PERMISSION], raise_exception=True)(view_func)
+    )
+
+
+# --- Helpers ---------------------------------------------------------------------------
+
+
+def _filters(request):
+    return RoomFilterForm(request.GET).filters()
+
+
+def _querystring(filters, **extra):
+    """The list's filters as a query string, to carry them from page to page."""
+    params = {key: value for key, value in {**filters, **extra}.items() if value}
+    return urlencode(params)
+
+
+def _room_list_context(request, filters, current=None):
+    rooms = selectors.room_list(
+        user=request.user, view=filters["view"], status=filters["status"], q=filters["q"]
+    )
+    page = Paginator(rooms, ROOMS_PER_PAGE).get_page(request.GET.get("page"))
+    counts = selectors.room_counts(user=request.user)
+    tab_labels = {"mine": _("Mine"), "unassigned": _("Unassigned"), "all": _("All")}
+    status_labels = {"open": _("Open"), "closed": _("Closed"), "all": _("All")}
+    return {
+        "filters": filters,
+        "current_pk": current,
+        "filter_form": RoomFilterForm(initial=filters),
+        "querystring": _querystring(filters),
+        "page_querystring": _querystring(filters, page=page.number if page.number > 1 else ""),
+        "page": page,
+        "rooms": page.object_list,
+        "tabs": [
+            {
+                "key": key,
+                "label": label,
+                "open": counts[key]["open"],
+                "unread": counts[key]["unread"],
+                "querystring": _querystring({**filters, "view": key}),
+            }
+            for key, label in tab_labels.items()
+        ],
+        "statuses": [
+            {"key": key, "label": label, "querystring": _querystring({**filters, "status": key})}
+            for key, label in status_labels.items()
+        ],
+    }
+
+
+def _message_parts(message):
+    """What the template shows for a message: kind, text, a safe URL, a map link."""
+    data = message.data
+    url = data if isinstance(data, str) else (data or {}).get("url", "")
+    url = url if isinstance(url, str) and url.startswith(("http://", "https://")) else ""
+    parts = {"kind": message.type, "text": message.text, "url": url}
+    if message.type == "text":
+        parts["text"] = data if isinstance(data, str) else message.text
+    elif message.type == "location" and isinstance(data, dict):
+        lat, lon = data.get("latitude"), data.get("longitude")
+        try:
+            lat, lon = float(lat), float(lon)
+        except (TypeError, ValueError):
+            lat = lon = None
+        parts["latitude"], parts["longitude"] = lat, lon
+        parts["text"] = data.get("address") or data.get("title") or message.text
+        if lat is not None:
+            parts["map_url"] = f"https://www.openstreetmap.org/?mlat={lat}&mlon={lon}&zoom=16"
+    elif message.type == "sticker" and isinstance(data, dict):
+        parts["package_id"] = data.get("package_id", "")
+        parts["sticker_id"] = data.get("sticker_id", "")
+    elif message.type not in ("image", "file") and not parts["text"]:
+        parts["text"] = str(data)[:500]
+    return parts
+
+
+def _thread_context(request, room):
+    before = request.GET.get("before")
+    before = int(before) if before and before.isdigit() else None
+    thread, has_older = selectors.room_thread(room=room, before=before)
+    for message in thread:
+        message.parts = _message_parts(message)
+    since_id = thread[0].pk if thread else 0
+    return {
+        "thread": thread,
+        "has_older": has_older,
+        "older_before": since_id,
+        "paging_back": before is not None,
+        "since_id": since_id,
+        "version": selectors.room_thread_version(room=room, since_id=since_id),
+        "can_reply": request.user.has_perm(REPLY_PERMISSION),
+    }
+
+
+def _get_room(pk):
+    try:
+        return selectors.room_get(pk=pk)
+    except ChatRoom.DoesNotExist:
+        raise Http404(_("No such conversation.")) from None
+
+
+def _back_to_room(request, room):
+    url = reverse("rchat:inbox-room", kwargs={"pk": room.pk})
+    query = _querystring(_filters(request))
+    return redirect(f"{url}?{query}" if query else url)
+
+
+# --- Pages -----------------------------------------------------------------------------
+
+
+@require_GET
+@can_see
+def inbox(request):
+    """The room list, with no conversation open."""
+    context = _room_list_context(request, _filters(request))
+    return render(request, "rchat/inbox.html", context)
+
+
+@require_GET
+@can_see
+def room_list_partial(request):
+    """The room list alone, for the page's poll (``current``: the open room's id)."""
+    current = request.GET.get("current", "")
+    current = int(current) if current.isdigit() else None
+    context = _room_list_context(request, _filters(request), current=current)
+    return render(request, "rchat/_room_list.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@can_see
+def conversation(request, pk):
+    """One conversation: the thread, the reply box and the room's actions.
+
+    Opening it marks the room read. A POST sends a reply and redirects back; a reply
+    that cannot be sent re-renders the page with the reason and queues nothing.
+    """
+    room = _get_room(pk)
+    form = ReplyForm()
+    if request.method == "POST":
+        if not request.user.has_perm(REPLY_PERMISSION):
+            raise PermissionDenied(_("You may read this conversation but not reply to it."))
+        form = ReplyForm(request.POST)
+        if form.is_valid():
+            try:
+                services.message_send(
+                    room=room,
+                    type=form.message_type(),
+                    data=form.message_data(),
+                    author=request.user,
+                )
+            except InvalidMessage as exc:
+                form.add_service_errors(exc)
+            else:
+                return _back_to_room(request, room)
+    services.room_mark_read(room=room)
+    context = _room_list_context(request, _filters(request), current=room.pk)
+    context.update(_thread_context(request, room))
+    context.update({"room": room, "form": form})
+    return render(request, "rchat/conversation.html", context)
+
+
+@require_GET
+@can_see
+def thread_partial(request, pk):
+    """The thread alone, for the page's poll: 204 while version ``v`` is current."""
+    room = _get_room(pk)
+    since = request.GET.get("since", "")
+    since_id = int(since) if since.isdigit() else 0
+    if request.GET.get("v") == selectors.room_thread_version(room=room, since_id=since_id):
+        return HttpResponse(status=204)
+    # The agent is looking at the conversation: what arrives is read.
+    services.room_mark_read(room=room)
+    context = _thread_context(request, room)
+    context.update({"room": room, "querystring": _querystring(_filters(request))})
+    return render(request, "rchat/_thread.html", context)
+
+
+# --- Actions (POST, then back to the conversation) ---------------------------------------
+
+
+@require_POST
+@can_reply
+def room_assign(request, pk):
+    """Assign the room to the agent, or with ``unassign`` leave it to nobody."""
+    room = _get_room(pk)
+    user = None if request.POST.get("unassign") else request.user
+    services.room_assign(room=room, user=user)
+    if user is None:
+        messages.success(request, _("Conversation unassigned."))
+    else:
+        messages.success(request, _("Conversation assigned to you."))
+    return _back_to_room(request, room)
+
+
+@require_POST
+@can_reply
+def room_close(request, pk):
+    room = _get_room(pk)
+    services.room_close(room=room)
+    messages.success(request, _("Conversation closed."))
+    return _back_to_room(request, room)
+
+
+@require_POST
+@can_reply
+def room_reopen(request, pk):
+    room = _get_room(pk)
+    services.room_reopen(room=room)
+    messages.success(request, _("Conversation reopened."))
+    return _back_to_room(request, room)
+
+
+@require_POST
+@can_reply
+def message_retry(request, pk, message_pk):
+    """Send a failed reply again."""
+    room = _get_room(pk)
+    # A message id from another room is not found here, rather than retried.
+    message = get_object_or_404(Message, pk=message_pk, room=room, direction=Message.Direction.OUT)
+    if message.status != Message.Status.FAILED:
+        messages.info(request, _("That message has not failed; nothing to retry."))
+        return _back_to_room(request, room)
+    try:
+        services.message_retry(message=message)
+    except InvalidMessage as exc:
+        messages.error(request, _("Could not retry: %(reason)s") % {"reason": exc})
+    else:
+        messages.success(request, _("Message queued again."))
+    return _back_to_room(request, room)
