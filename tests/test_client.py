@@ -28,14 +28,21 @@ REGISTER = "/api/v1/external/register"
 SEND = "/api/v1/external/send-message"
 
 
-@pytest.fixture
-def rchat_server():
-    """A threaded server, so it speaks HTTP/1.1 and keeps connections open like R-Chat."""
+@pytest.fixture(scope="module")
+def _server():
+    # One server per module: starting and stopping one takes up to half a second.
     server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
     server.start()
     yield server
-    server.clear()
     server.stop()
+
+
+@pytest.fixture
+def rchat_server(_server):
+    """A real HTTP server standing in for R-Chat, with no expectations left over."""
+    _server.clear()
+    yield _server
+    _server.clear()
 
 
 @pytest.fixture
