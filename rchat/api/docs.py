@@ -33,7 +33,8 @@ def only_rchat_api(endpoints, **kwargs):
 
 
 class SchemaView(SpectacularAPIView):
-    authentication_classes = [SessionAuthentication, TokenAuthentication]
+    # Token first: an anonymous call then gets 401 with "WWW-Authenticate: Token".
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
     permission_classes = [CanSeeChatRooms]
     throttle_classes = []
     custom_settings = SCHEMA_SETTINGS

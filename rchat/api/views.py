@@ -64,7 +64,8 @@ class MessageCursorPagination(CursorPagination):
 
 
 class RChatAPIView(APIView):
-    authentication_classes = [SessionAuthentication, TokenAuthentication]
+    # Token first: an anonymous call then gets 401 with "WWW-Authenticate: Token".
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
     permission_classes = [CanSeeChatRooms]
     throttle_classes = [RChatUserThrottle, RChatWriteThrottle]
     renderer_classes = [JSONRenderer, BrowsableAPIRenderer]

@@ -1,0 +1,354 @@
+"""The REST API: auth, permissions, lists, replies, actions, throttling, schema."""
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from rchat.models import ChatRoom, Message
+from tests.factories import ChatRoomFactory, CredentialFactory, MessageFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def make_user(*codenames):
+    user = UserFactory()
+    codenames = codenames or ("view_chatroom", "reply_chatroom")
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="rchat", codename__in=codenames)
+    )
+    return user
+
+
+def token_client(user):
+    """A client that authenticates the way a bot does: Authorization: Token <key>."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle_counts():
+    # Throttle counters live in the cache; each test starts with none.
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def bot():
+    return make_user()
+
+
+@pytest.fixture
+def api(bot):
+    return token_client(bot)
+
+
+def url(name, **kwargs):
+    return reverse(f"rchat:api:{name}", kwargs=kwargs)
+
+
+# --- Authentication and permissions -----------------------------------------------------
+
+
+def test_without_credentials_the_api_answers_401_in_json():
+    """No session and no token: 401 with a JSON reason, not a login page redirect."""
+    response = APIClient().get(url("room-list"))
+    assert response.status_code == 401
+    assert "detail" in response.json()
+
+
+def test_a_wrong_token_is_refused():
+    """An unknown token is a 401."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
+    assert client.get(url("room-list")).status_code == 401
+
+
+def test_session_authentication_works(client):
+    """An agent logged in to the site can call the API from the browser."""
+    client.force_login(make_user("view_chatroom"))
+    ChatRoomFactory(display_name="Session Room")
+    response = client.get(url("room-list"))
+    assert response.status_code == 200
+    assert response.json()["results"][0]["display_name"] == "Session Room"
+
+
+def test_user_without_view_permission_gets_403():
+    """Authenticated but without rchat.view_chatroom: 403."""
+    client = token_client(make_user("add_credential"))
+    assert client.get(url("room-list")).status_code == 403
+
+
+def test_viewer_cannot_reply_or_change_rooms():
+    """With view_chatroom only, every POST is refused and nothing changes."""
+    client = token_client(make_user("view_chatroom"))
+    room = ChatRoomFactory()
+    assert client.get(url("room-detail", pk=room.pk)).status_code == 200
+    reply = client.post(
+        url("room-messages", pk=room.pk), {"type": "text", "data": "hi"}, format="json"
+    )
+    assert reply.status_code == 403
+    for action in ("room-assign", "room-close", "room-reopen"):
+        assert client.post(url(action, pk=room.pk)).status_code == 403
+    assert not Message.objects.exists()
+    room.refresh_from_db()
+    assert room.status == "open" and room.assignee is None
+
+
+# --- Reading ---------------------------------------------------------------------------
+
+
+def test_room_list_filters_like_the_inbox(api, bot):
+    """view, status, q, credential and chat_id filter the room list."""
+    shop = CredentialFactory(name="shop-a")
+    mine = ChatRoomFactory(credential=shop, chat_id="c-1", display_name="Mine", assignee=bot)
+    free = ChatRoomFactory(chat_id="c-2", display_name="Free")
+    closed = ChatRoomFactory(chat_id="c-3", display_name="Closed", status="closed")
+    MessageFactory(room=free, data="where is my parcel", text="where is my parcel")
+
+    def ids(**params):
+        return {row["id"] for row in api.get(url("room-list"), params).json()["results"]}
+
+    assert ids() == {mine.pk, free.pk}
+    assert ids(view="mine") == {mine.pk}
+    assert ids(view="unassigned") == {free.pk}
+    assert ids(status="closed") == {closed.pk}
+    assert ids(status="all") == {mine.pk, free.pk, closed.pk}
+    assert ids(q="parcel") == {free.pk}
+    assert ids(credential="shop-a") == {mine.pk}
+    assert ids(chat_id="c-2") == {free.pk}
+
+
+def test_room_list_shows_what_an_inbox_needs(api, bot):
+    """A room carries its credential name, assignee, unread count and preview."""
+    room = ChatRoomFactory(assignee=bot, unread_count=2, last_message_preview="Hello?")
+    row = api.get(url("room-list")).json()["results"][0]
+    assert row["id"] == room.pk
+    assert row["credential"] == room.credential.name
+    assert row["assignee"] == {"id": bot.pk, "username": bot.username}
+    assert (row["unread_count"], row["last_message_preview"]) == (2, "Hello?")
+    assert "token" not in str(row).lower()
+
+
+def test_bad_filter_is_a_400_with_reason(api):
+    """An unknown view or status is refused with the field and the reason."""
+    response = api.get(url("room-list"), {"view": "everything"})
+    assert response.status_code == 400
+    body = response.json()
+    assert "view" in body["errors"] and body["detail"]
+
+
+def test_unknown_room_is_404(api):
+    assert api.get(url("room-detail", pk=424242)).status_code == 404
+    assert api.get(url("room-messages", pk=424242)).status_code == 404
+
+
+def test_messages_are_paged_newest_first_with_a_cursor(api):
+    """The message list pages with a cursor, newest first, and reaches every message."""
+    room = ChatRoomFactory()
+    created = [MessageFactory(room=room).pk for _ in range(7)]
+    MessageFactory()  # another room's message never shows up
+    seen, page = [], api.get(url("room-messages", pk=room.pk), {"page_size": 3}).json()
+    while True:
+        seen += [row["id"] for row in page["results"]]
+        if not page["next"]:
+            break
+        page = api.get(page["next"]).json()
+    assert seen == sorted(created, reverse=True)
+
+
+# --- Replying --------------------------------------------------------------------------
+
+
+def test_post_a_reply_queues_it(api, bot):
+    """A valid reply is stored queued, authored by the caller, and returned with 201."""
+    room = ChatRoomFactory()
+    response = api.post(
+        url("room-messages", pk=room.pk), {"type": "text", "data": "Thank you!"}, format="json"
+    )
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert (body["status"], body["direction"], body["data"]) == ("queued", "out", "Thank you!")
+    message = Message.objects.get(pk=body["id"])
+    assert message.author == bot and message.room == room
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"type": "text", "data": ""}, "data"),
+        ({"type": "text", "data": "x" * 5001}, "data"),
+        ({"type": "image", "data": "not-a-url"}, "url"),
+        ({"type": "file", "data": {"url": "javascript:alert(1)"}}, "url"),
+        ({"type": "sticker", "data": {"package_id": "1"}}, "sticker_id"),
+        ({"type": "hologram", "data": "x"}, "type"),
+        ({"data": "no type"}, "type"),
+        ({"type": "text"}, "data"),
+    ],
+)
+def test_bad_reply_is_a_400_with_errors_and_nothing_queued(api, payload, field):
+    """Bad input gets {"detail", "errors": {field: reason}} and queues nothing."""
+    room = ChatRoomFactory()
+    response = api.post(url("room-messages", pk=room.pk), payload, format="json")
+    assert response.status_code == 400
+    body = response.json()
+    assert body["detail"] and field in body["errors"], body
+    assert not Message.objects.exists()
+
+
+def test_reply_to_a_closed_room_is_a_400(api):
+    """A closed room takes no reply until it is reopened."""
+    room = ChatRoomFactory(status=ChatRoom.Status.CLOSED)
+    response = api.post(
+        url("room-messages", pk=room.pk), {"type": "text", "data": "hello"}, format="json"
+    )
+    assert response.status_code == 400
+    assert "room" in response.json()["errors"]
+    assert not Message.objects.exists()
+
+
+def test_malformed_json_is_a_400(api):
+    room = ChatRoomFactory()
+    response = api.post(
+        url("room-messages", pk=room.pk), "{not json", content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert not Message.objects.exists()
+
+
+def test_retry_a_failed_reply(api):
+    """Retry puts a failed reply back in the queue; a message of another room is 404."""
+    room = ChatRoomFactory()
+    failed = MessageFactory(room=room, direction="out", status="failed")
+    other = MessageFactory(direction="out", status="failed")
+    assert api.post(url("message-retry", pk=room.pk, message_pk=other.pk)).status_code == 404
+    response = api.post(url("message-retry", pk=room.pk, message_pk=failed.pk))
+    assert response.status_code == 200
+    assert response.json()["status"] == "queued"
+    again = api.post(url("message-retry", pk=room.pk, message_pk=failed.pk))
+    assert again.status_code == 400 and "status" in again.json()["errors"]
+
+
+# --- Actions ---------------------------------------------------------------------------
+
+
+def test_assign_to_self_to_another_agent_and_to_nobody(api, bot):
+    room = ChatRoomFactory()
+    colleague = make_user("view_chatroom")
+    response = api.post(url("room-assign", pk=room.pk), {}, format="json")
+    assert response.status_code == 200 and response.json()["assignee"]["id"] == bot.pk
+    api.post(url("room-assign", pk=room.pk), {"assignee": colleague.pk}, format="json")
+    room.refresh_from_db()
+    assert room.assignee == colleague
+    api.post(url("room-assign", pk=room.pk), {"assignee": None}, format="json")
+    room.refresh_from_db()
+    assert room.assignee is None
+
+
+def test_assign_to_someone_who_cannot_see_rooms_is_refused(api):
+    """Rooms go only to users who can see them; unknown users are refused too."""
+    room = ChatRoomFactory()
+    outsider = UserFactory()
+    for assignee in (outsider.pk, 987654):
+        response = api.post(url("room-assign", pk=room.pk), {"assignee": assignee}, format="json")
+        assert response.status_code == 400 and "assignee" in response.json()["errors"]
+    room.refresh_from_db()
+    assert room.assignee is None
+
+
+def test_close_reopen_and_mark_read(api):
+    room = ChatRoomFactory(unread_count=5)
+    assert api.post(url("room-close", pk=room.pk)).json()["status"] == "closed"
+    assert api.post(url("room-reopen", pk=room.pk)).json()["status"] == "open"
+    assert api.post(url("room-read", pk=room.pk)).json()["unread_count"] == 0
+
+
+# --- Throttling, host defaults, schema --------------------------------------------------
+
+
+def test_user_rate_limit_answers_429(api, settings):
+    """Past RCHAT["API_THROTTLE_RATES"]["user"] a user gets 429 with Retry-After."""
+    settings.RCHAT = {**settings.RCHAT, "API_THROTTLE_RATES": {"user": "3/minute", "write": None}}
+    statuses = [api.get(url("room-list")).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    assert api.get(url("room-list")).has_header("Retry-After")
+
+
+def test_write_rate_limit_counts_only_changes(api, settings):
+    """The write limit stops replies but leaves reading alone."""
+    settings.RCHAT = {**settings.RCHAT, "API_THROTTLE_RATES": {"user": None, "write": "1/minute"}}
+    room = ChatRoomFactory()
+    send = url("room-messages", pk=room.pk)
+    assert api.post(send, {"type": "text", "data": "one"}, format="json").status_code == 201
+    assert api.post(send, {"type": "text", "data": "two"}, format="json").status_code == 429
+    assert api.get(send).status_code == 200
+    assert Message.objects.count() == 1
+
+
+def test_host_rest_framework_defaults_do_not_change_the_api(settings, api):
+    """A site whose DRF defaults deny everything and paginate oddly still gets rchat's API."""
+    settings.REST_FRAMEWORK = {
+        "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+        "DEFAULT_AUTHENTICATION_CLASSES": [],
+        "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+        "PAGE_SIZE": 1,
+    }
+    ChatRoomFactory.create_batch(2)
+    response = api.get(url("room-list"))
+    assert response.status_code == 200
+    assert len(response.json()["results"]) == 2 and "count" in response.json()
+
+
+def test_openapi_schema_lists_rchat_endpoints(api):
+    """The schema describes rchat's API (and nothing else of the site)."""
+    response = api.get(url("schema"), HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    assert "/rchat/api/rooms/" in paths
+    assert "post" in paths["/rchat/api/rooms/{id}/messages/"]
+    assert not any("webhook" in path for path in paths)
+
+
+def test_docs_page_uses_local_swagger_files(client):
+    """The API docs page loads Swagger UI from the site's static files, not a CDN."""
+    client.force_login(make_user("view_chatroom"))
+    response = client.get(url("docs"))
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
+    assert "cdn.jsdelivr" not in page
+
+
+# --- Fixed number of queries -----------------------------------------------------------
+
+
+def _fill(rooms, messages, user):
+    room = None
+    for index in range(rooms):
+        room = ChatRoomFactory(assignee=user if index % 2 else None)
+        MessageFactory.create_batch(messages, room=room, direction="out", author=user)
+    return room
+
+
+@pytest.mark.parametrize("endpoint", ["room-list", "room-messages", "room-detail"])
+def test_api_lists_run_the_same_queries_for_5_or_50_rooms(endpoint):
+    """Room and message lists cost a fixed number of queries, whatever the volume."""
+    counts = []
+    for rooms, messages in ((5, 2), (50, 20)):
+        Message.objects.all().delete()
+        ChatRoom.objects.all().delete()
+        user = make_user()
+        client = token_client(user)
+        room = _fill(rooms, messages, user)
+        target = url(endpoint) if endpoint == "room-list" else url(endpoint, pk=room.pk)
+        cache.clear()
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(target).status_code == 200
+        counts.append(len(queries))
+    assert counts[0] == counts[1], counts
