@@ -29,6 +29,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The demo talks to the R-Chat sandbox (Procfile's `sandbox`), not to R-Chat.
+run: export RCHAT_API_BASE_URL ?= http://127.0.0.1:8765
+run: export PYTHONUNBUFFERED = 1
 run: $(STAMP)
 	$(BIN)/python manage.py rchat_demo_setup
 	$(BIN)/honcho -f Procfile start

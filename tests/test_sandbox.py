@@ -544,6 +544,7 @@ def test_demo_setup_creates_an_admin_and_a_registered_credential_then_reuses_the
     # A sandbox started later issues the same signature token: webhooks will match.
     assert credential.signature_digest == crypto.digest(signature_for(DEMO_TOKEN))
     assert "login admin / rchat-demo" in first
+    assert "Demo ready: user admin, credential 'demo' registered now." in first
     assert "/rchat/inbox/" in first
     assert f"{sandbox_url}/chat/demo-line?channel=line" in first
     assert DEMO_TOKEN not in first

@@ -56,7 +56,7 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=max(0, verbosity - 1))
 
         self.stdout.write(_("[2/3] Demo admin user …"))
-        login = self._admin_user()
+        username, login = self._admin_user()
 
         self.stdout.write(_("[3/3] Credential %(name)r …") % {"name": CREDENTIAL_NAME})
         credential, registered = self._credential(sandbox_url, parts)
@@ -82,7 +82,7 @@ class Command(BaseCommand):
         write(
             _("Demo ready: user %(login)s, credential %(name)r %(state)s.")
             % {
-                "login": login.split(" ")[0],
+                "login": username,
                 "name": credential.name,
                 "state": _("registered now") if registered else _("already registered"),
             }
@@ -96,11 +96,17 @@ class Command(BaseCommand):
         if user is None:
             User.objects.create_superuser(username, f"{username}@example.com", password)
             self.stdout.write(_("      created %(user)r") % {"user": username})
-            return _("login %(user)s / %(password)s") % {"user": username, "password": password}
+            return username, _("login %(user)s / %(password)s") % {
+                "user": username,
+                "password": password,
+            }
         self.stdout.write(_("      reusing %(user)r") % {"user": username})
         if user.check_password(password):
-            return _("login %(user)s / %(password)s") % {"user": username, "password": password}
-        return _("login %(user)s, password unchanged") % {"user": username}
+            return username, _("login %(user)s / %(password)s") % {
+                "user": username,
+                "password": password,
+            }
+        return username, _("login %(user)s, password unchanged") % {"user": username}
 
     def _credential(self, sandbox_url, parts):
         secret = os.environ.get("RCHAT_SANDBOX_SECRET") or DEFAULT_SECRET
