@@ -547,6 +547,7 @@ def _message_finish(message, credential, started, duration_ms, answer, error):
             message_id=message.pk,
             started_at=started,
             duration_ms=duration_ms,
+            # The client hands back only the body of a 2xx answer: recorded as 200.
             http_status=getattr(error, "status", None) if error is not None else 200,
             outcome=outcome,
             error_type=type(error).__name__ if error is not None else "",
