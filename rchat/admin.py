@@ -176,9 +176,21 @@ class CredentialAdmin(admin.ModelAdmin):
             try:
                 services.credential_register(credential=credential)
             except (RChatAPIError, RChatConfigurationError) as exc:
-                self.message_user(request, f"{credential.name}: {exc}", messages.ERROR)
+                # The error text comes from the client with the token already masked.
+                self.message_user(
+                    request,
+                    _("Register failed for %(name)s: %(reason)s")
+                    % {"name": credential.name, "reason": exc},
+                    messages.ERROR,
+                )
             else:
                 done += 1
+                self.message_user(
+                    request,
+                    _("%(name)s: paste this webhook URL into R-Chat: %(url)s")
+                    % {"name": credential.name, "url": credential.webhook_url()},
+                    messages.SUCCESS,
+                )
         if done:
             self.message_user(
                 request,
@@ -204,11 +216,11 @@ def _plain_error(text):
             "R-Chat refused the Chatday-Token. Check it in R-Chat's \u201cR-Chat API\u201d "
             "menu, save it here again and register."
         )
-    if "rate limited" in text or "HTTP 429" in text:
+    if "rate limit" in text or "HTTP 429" in text:
         return _("R-Chat asked rchat to slow down; it will try again later.")
-    if "did not answer in time" in text:
+    if "did not answer in time" in text or "(time-out)" in text:
         return _("R-Chat did not answer in time. It may be down; try again later.")
-    if "Could not reach" in text:
+    if "Could not reach" in text or "Could not connect to R-Chat" in text:
         return _("Could not reach R-Chat. Check the base URL and the network.")
     if "HTTP 404" in text or "HTTP 405" in text:
         return _("R-Chat has no such address. Check the base URL and the API paths.")

@@ -10,6 +10,7 @@ import random
 import time
 from datetime import timedelta
 from functools import partial
+from urllib.parse import urlsplit
 
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
@@ -40,12 +41,7 @@ def credential_save(*, name, token, base_url=""):
     A changed Chatday-Token makes the credential "not registered" again: its
     signature token belonged to the old one.
     """
-    name = (name or "").strip()
-    token = (token or "").strip()
-    if not name:
-        raise ValueError("A credential needs a name.")
-    if not token:
-        raise ValueError("A credential needs a Chatday-Token.")
+    name, token, base_url = _credential_clean(name=name, token=token, base_url=base_url)
     with transaction.atomic():
         credential = Credential.objects.select_for_update().filter(name=name).first()
         if credential is None:
@@ -61,26 +57,80 @@ def credential_save(*, name, token, base_url=""):
         return credential
 
 
-def credential_register(*, credential, rotate=False):
+def _credential_clean(*, name, token, base_url):
+    name = (name or "").strip()
+    token = (token or "").strip()
+    base_url = (base_url or "").strip()
+    if not name:
+        raise ValueError(gettext("A credential needs a name."))
+    if len(name) > Credential._meta.get_field("name").max_length:
+        raise ValueError(gettext("A credential's name is at most 100 characters."))
+    if not token:
+        raise ValueError(gettext("A credential needs a Chatday-Token."))
+    if any(char.isspace() for char in token):
+        raise ValueError(gettext("A Chatday-Token has no spaces in it: check what was pasted."))
+    if len(base_url) > Credential._meta.get_field("base_url").max_length or (
+        base_url and not _is_http_url(base_url)
+    ):
+        raise ValueError(gettext("The base URL %(url)r is not an http(s) URL.") % {"url": base_url})
+    return name, token, base_url
+
+
+def _is_http_url(value):
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def credential_connect(*, name, token, base_url="", rotate=False):
+    """Create or update the credential ``name`` and register its Chatday-Token.
+
+    What ``manage.py rchat_register`` and similar entry points call. A new credential
+    is stored first (so a failed Register is recorded on it). For an existing one the
+    new token and base URL are adopted only once R-Chat accepts them: a failed attempt
+    leaves it working as before. Raises ``ValueError`` for bad input, and what
+    ``credential_register`` raises.
+    """
+    name, token, base_url = _credential_clean(name=name, token=token, base_url=base_url)
+    credential = Credential.objects.filter(name=name).first()
+    if credential is None:
+        credential = credential_save(name=name, token=token, base_url=base_url)
+    return credential_register(credential=credential, rotate=rotate, token=token, base_url=base_url)
+
+
+def credential_register(*, credential, rotate=False, token=None, base_url=None):
     """Call R-Chat's Register for ``credential`` and store the signature token it issues.
 
     On success the credential is active and its last error cleared. With ``rotate``,
     the signature token it had stays valid for ``RCHAT["SIGNATURE_GRACE_SECONDS"]``
     so webhooks already on their way are not refused.
 
-    On failure the credential keeps its signature token, records the error (a refused
-    token also marks it invalid) and the ``RChatAPIError`` is raised again.
+    ``token`` / ``base_url`` register a new Chatday-Token or R-Chat address instead
+    of the stored ones; they are saved together with the signature token, and only
+    if Register succeeds.
+
+    On failure nothing but the error is saved: the credential keeps its tokens,
+    records the error (R-Chat refusing the stored token also marks it invalid) and
+    the ``RChatAPIError`` (or ``RChatConfigurationError``) is raised again.
     """
-    client = RChatClient.for_credential(credential)
+    new_token = token if token and not crypto.secrets_equal(token, credential.token) else None
     try:
+        client = RChatClient(
+            base_url=base_url or credential.api_base_url, token=new_token or credential.token
+        )
         signature = client.register()
-    except RChatAPIError as exc:
-        _credential_record_error(credential, exc)
+    except (RChatAPIError, RChatConfigurationError) as exc:
+        _credential_record_error(
+            credential, exc, token_is_stored=new_token is None, secrets=[new_token]
+        )
         raise
 
     now = timezone.now()
     with transaction.atomic():
         fresh = Credential.objects.select_for_update().get(pk=credential.pk)
+        if new_token:
+            fresh.token = new_token
+        if base_url:
+            fresh.base_url = base_url
         old = fresh.signature_token
         if rotate and old and not crypto.secrets_equal(old, signature):
             grace = timedelta(seconds=get_setting("SIGNATURE_GRACE_SECONDS"))
@@ -107,9 +157,13 @@ def credential_mark_invalid(*, credential, error):
     _credential_record_error(credential, RChatAuthError(str(error)))
 
 
-def _credential_record_error(credential, exc):
-    update = {"last_error": str(exc)[:2000], "last_error_at": timezone.now()}
-    if isinstance(exc, RChatAuthError):
+def _credential_record_error(credential, exc, *, token_is_stored=True, secrets=()):
+    error = crypto.redact(str(exc), credential.token, *secrets)
+    if not token_is_stored:
+        error = gettext("New Chatday-Token not saved: %(error)s") % {"error": error}
+    update = {"last_error": error[:2000], "last_error_at": timezone.now()}
+    # A refused replacement token says nothing about the stored one, still in use.
+    if isinstance(exc, RChatAuthError) and token_is_stored:
         update["status"] = Credential.Status.INVALID
     Credential.objects.filter(pk=credential.pk).update(**update, updated_at=timezone.now())
     for field, value in update.items():
@@ -124,8 +178,12 @@ def _refresh(target, source):
 
 def credential_reencrypt(*, credential):
     """Re-save the credential's secrets under the first encryption key."""
-    # Reading decrypts with any key; saving encrypts with the first one.
-    credential.save(update_fields=["token", "signature_token", "previous_signature_token"])
+    # Reading decrypts with any key; saving encrypts with the first one. The row is
+    # re-read under a lock so a Register finishing meanwhile is not overwritten.
+    with transaction.atomic():
+        fresh = Credential.objects.select_for_update().get(pk=credential.pk)
+        fresh.save(update_fields=["token", "signature_token", "previous_signature_token"])
+    _refresh(credential, fresh)
 
 
 # --- Chat rooms -------------------------------------------------------------------------
