@@ -10,4 +10,4 @@ class RChatConfig(AppConfig):
     def ready(self):
         # Imported for their side effects: system checks register themselves, and
         # the credential cache listens for changes to Credential rows.
-        from . import checks, signals  # noqa: F401
+        from . import checks, selectors, signals  # noqa: F401

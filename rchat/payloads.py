@@ -5,8 +5,16 @@ in both directions: text, image, file, sticker and location. Anything else is ke
 as it came.
 """
 
+import dataclasses
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
 from .conf import get_setting
@@ -16,6 +24,344 @@ KNOWN_TYPES = ("text", "image", "file", "sticker", "location")
 
 
 # --- Inbound: webhook body -> normalized message ---------------------------------------
+
+# R-Chat's detailed field names are not published, so each piece of an inbound message
+# is looked for under the names such services commonly use, at the top of the body
+# and inside ``message``. Everything found stays in Message.extra as well.
+INBOUND_ID_FIELDS = ("message_id", "messageId", "id", "mid")
+INBOUND_CHANNEL_FIELDS = ("channel", "source", "platform", "channel_type", "channelType")
+INBOUND_NAME_FIELDS = ("display_name", "displayName", "name", "user_name", "username", "nickname")
+INBOUND_AVATAR_FIELDS = (
+    "avatar_url",
+    "avatarUrl",
+    "avatar",
+    "picture_url",
+    "pictureUrl",
+    "picture",
+    "profile_image",
+    "image_url",
+)
+INBOUND_TIME_FIELDS = ("timestamp", "sent_at", "sentAt", "time", "created_at", "createdAt")
+# Objects that describe the end user in common payload shapes.
+INBOUND_USER_OBJECTS = ("user", "sender", "from", "customer", "profile", "contact")
+INBOUND_CHANNELS = {
+    "web": "web",
+    "webchat": "web",
+    "web_chat": "web",
+    "website": "web",
+    "widget": "web",
+    "livechat": "web",
+    "line": "line",
+    "line_oa": "line",
+    "facebook": "facebook",
+    "fb": "facebook",
+    "messenger": "facebook",
+}
+# Column sizes of the rows an inbound message fills (models.py).
+CHAT_ID_MAX = 255
+TYPE_MAX = 50
+NAME_MAX = 255
+AVATAR_MAX = 1000
+EXTERNAL_ID_MAX = 255
+
+
+class InvalidPayload(ValueError):
+    """A webhook body that cannot be read as a message; the text says why."""
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """One end-user message, as rchat understood a webhook body.
+
+    ``data`` is the message's content as it came (a string or any JSON); ``text`` its
+    plain-text rendering; ``extra`` every field of the body beyond type, data and
+    chat_id (those of ``message`` under ``extra["message"]``). The other fields are ""
+    or None when the body does not carry them.
+    """
+
+    chat_id: str
+    type: str
+    data: Any
+    text: str
+    external_id: str = ""
+    channel: str = ""
+    display_name: str = ""
+    avatar_url: str = ""
+    sent_at: datetime | None = None
+    extra: dict = dataclasses.field(default_factory=dict)
+
+
+def _reject_constant(name):
+    # json accepts NaN and Infinity, which are not JSON and which PostgreSQL's jsonb
+    # refuses: better a clear 400 now than a database error later.
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def inbound_load(body):
+    """The JSON object in a webhook body (bytes), or None for an empty body.
+
+    Raises ``InvalidPayload`` for a body that is not UTF-8 JSON or not an object.
+    """
+    try:
+        text = bytes(body).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidPayload(
+            _("The body is not UTF-8 text (bad byte at position %(pos)d).") % {"pos": exc.start}
+        ) from exc
+    if not text.strip():
+        return None
+    try:
+        payload = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError and over-long integers; deep nesting
+        # exhausts the recursion limit.
+        raise InvalidPayload(
+            _("The body is not valid JSON: %(reason)s") % {"reason": _short(exc, 120)}
+        ) from exc
+    if not isinstance(payload, dict):
+        raise InvalidPayload(
+            _("The body must be a JSON object, not %(kind)s.") % {"kind": _json_kind(payload)}
+        )
+    return payload
+
+
+def inbound_parse(payload):
+    """Turn a webhook's parsed JSON into an ``InboundMessage``; None for a verify ping.
+
+    A ping is a body without a message: empty, ``{}``, or an object with neither
+    ``message`` nor ``chat_id``. Raises ``InvalidPayload`` for what cannot be a
+    message (no chat_id, a message that is not an object, a type too long to keep).
+    """
+    if payload is None:
+        return None
+    if not isinstance(payload, dict):
+        raise InvalidPayload(
+            _("The body must be a JSON object, not %(kind)s.") % {"kind": _json_kind(payload)}
+        )
+    payload = inbound_clean(payload)
+    message = payload.get("message")
+    if message is None:
+        if _first(payload, ("chat_id", "chatId")) is None:
+            return None
+        raise InvalidPayload(_("The body has a chat_id but no message."))
+    if isinstance(message, str):
+        message = {"type": "text", "data": message}
+    if not isinstance(message, dict):
+        raise InvalidPayload(
+            _("The message must be a JSON object, not %(kind)s.") % {"kind": _json_kind(message)}
+        )
+    if "type" not in message and "data" not in message and "text" not in message:
+        raise InvalidPayload(_("The message has neither a type nor data."))
+
+    chat_id = _first(message, ("chat_id", "chatId"))
+    if chat_id is None:
+        chat_id = _first(payload, ("chat_id", "chatId"))
+    chat_id = _scalar_text(chat_id)
+    if not chat_id:
+        raise InvalidPayload(_("The body has no chat_id (at the top or inside message)."))
+    if len(chat_id) > CHAT_ID_MAX:
+        raise InvalidPayload(
+            _("The chat_id is longer than %(max)d characters.") % {"max": CHAT_ID_MAX}
+        )
+
+    data = message["data"] if "data" in message else message.get("text")
+    type_ = _scalar_text(message.get("type"))
+    if not type_:
+        type_ = "text" if isinstance(data, str) else "unknown"
+    if len(type_) > TYPE_MAX:
+        raise InvalidPayload(
+            _("The message type is longer than %(max)d characters.") % {"max": TYPE_MAX}
+        )
+    if data is None:
+        # The column holds JSON, not SQL NULL; the raw body keeps what came.
+        data = {}
+
+    extra = {k: v for k, v in payload.items() if k not in ("message", "chat_id")}
+    message_extra = {
+        k: v for k, v in message.items() if k not in ("type", "data", "chat_id", "chatId")
+    }
+    if "data" in message and "text" in message:
+        message_extra["text"] = message["text"]
+    if message_extra:
+        extra["message"] = message_extra
+
+    # The message's own fields win over the body's, the body's over a user object's.
+    places = [message_extra, payload]
+    people = [
+        source[name]
+        for source in places
+        for name in INBOUND_USER_OBJECTS
+        if isinstance(source.get(name), dict)
+    ]
+    return InboundMessage(
+        chat_id=chat_id,
+        type=type_,
+        data=data,
+        text=inbound_text(type_, data),
+        external_id=_scalar_text(_first_of(places, INBOUND_ID_FIELDS))[:EXTERNAL_ID_MAX],
+        channel=_channel(_first_of(places + people, INBOUND_CHANNEL_FIELDS)),
+        display_name=_scalar_text(_first_of(people + places, INBOUND_NAME_FIELDS))[:NAME_MAX],
+        avatar_url=_avatar(_first_of(people + places, INBOUND_AVATAR_FIELDS)),
+        sent_at=_timestamp(_first_of(places, INBOUND_TIME_FIELDS)),
+        extra=extra,
+    )
+
+
+def inbound_text(type, data):
+    """The plain-text rendering of an inbound message, kept in Message.text.
+
+    Text is kept whole; other types get a label and the most telling detail
+    ("[Image] photo.jpg", "[Location] Siam Paragon"); an unknown type shows its name
+    and the start of its data.
+    """
+    detail = ""
+    if type == "text":
+        if isinstance(data, str):
+            return data
+        return _scalar_text(_first(data, ("text", "message", "content"))) or _compact(data)
+    if type in ("image", "file"):
+        label = _("[Image]") if type == "image" else _("[File]")
+        if isinstance(data, dict):
+            named = _first(data, ("caption", "name", "filename", "file_name", "title"))
+            detail = _scalar_text(named) or _url_name(data.get("url"))
+        else:
+            detail = _url_name(data)
+    elif type == "sticker":
+        label = _("[Sticker]")
+    elif type == "location":
+        label = _("[Location]")
+        if isinstance(data, dict):
+            detail = _scalar_text(_first(data, ("title", "address", "name")))
+            lat = _first(data, ("latitude", "lat"))
+            lng = _first(data, ("longitude", "lng", "lon"))
+            if not detail and _is_number(lat) and _is_number(lng):
+                detail = f"{lat}, {lng}"
+        elif isinstance(data, str):
+            detail = data
+    else:
+        label = f"[{type}]"
+        detail = data if isinstance(data, str) else _compact(data)
+    text = f"{label} {detail}".strip()
+    return _short(text, PREVIEW_LENGTH)
+
+
+def inbound_preview(text):
+    """The room's last-message preview for a message whose rendering is ``text``."""
+    return _short(" ".join(text.split()), PREVIEW_LENGTH)
+
+
+def _short(value, limit):
+    value = str(value)
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def _compact(data):
+    if data in ({}, [], None, ""):
+        return ""
+    return _short(json.dumps(data, ensure_ascii=False, separators=(",", ":")), PREVIEW_LENGTH)
+
+
+def _json_kind(value):
+    if value is None:
+        return "null"
+    return {
+        str: "a string",
+        list: "an array",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)
+
+
+def inbound_clean(value):
+    """``value`` with every string made storable: no NUL, no lone surrogate.
+
+    PostgreSQL refuses both (in text and in jsonb); json.loads produces them from
+    ``\\u0000`` and ``\\ud800``. They become U+FFFD; the raw body keeps the original.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", "\ufffd")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return value
+    if isinstance(value, dict):
+        return {inbound_clean(k): inbound_clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [inbound_clean(v) for v in value]
+    return value
+
+
+def _first(source, names):
+    if not isinstance(source, dict):
+        return None
+    for name in names:
+        value = source.get(name)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def _first_of(sources, names):
+    for source in sources:
+        value = _first(source, names)
+        if value is not None:
+            return value
+    return None
+
+
+def _scalar_text(value):
+    # Ids and names arrive as strings or numbers; anything else is not one.
+    if isinstance(value, bool) or value is None:
+        return ""
+    if isinstance(value, str | int | float):
+        return str(value).strip()
+    return ""
+
+
+def _channel(value):
+    value = _scalar_text(value).lower().replace("-", "_").replace(" ", "_")
+    return INBOUND_CHANNELS.get(value, "")
+
+
+def _avatar(value):
+    value = _scalar_text(value)
+    if len(value) <= AVATAR_MAX and _is_http_url(value):
+        return value
+    return ""
+
+
+def _url_name(value):
+    if not isinstance(value, str):
+        return ""
+    if _is_http_url(value):
+        name = urlsplit(value.strip()).path.rstrip("/").rsplit("/", 1)[-1]
+        return name or value.strip()
+    return value.strip()
+
+
+def _timestamp(value):
+    """A datetime from epoch seconds, epoch milliseconds or ISO 8601; None otherwise."""
+    try:
+        if _is_number(value) or (isinstance(value, str) and _NUMBER.fullmatch(value.strip())):
+            seconds = float(value)
+            if seconds > 1e11:  # milliseconds: 1e11 s is the year 5138
+                seconds /= 1000
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        if isinstance(value, str):
+            parsed = parse_datetime(value.strip())
+            if parsed is not None and timezone.is_naive(parsed):
+                parsed = parsed.replace(tzinfo=UTC)
+            return parsed
+    except (ValueError, OverflowError, OSError):
+        pass
+    return None
+
+
+_NUMBER = re.compile(r"\d{9,}(\.\d+)?")
 
 
 # --- Outbound: validation and the Send Message body ------------------------------------

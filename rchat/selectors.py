@@ -1,11 +1,16 @@
 """Read queries for the webhook, inbox, API and admin (one query per list, no N+1)."""
 
+import dataclasses
+import threading
 from datetime import datetime, time, timedelta
+from time import monotonic
 
 from django.db.models import Count, Exists, F, Max, OuterRef, Q
 from django.db.models.functions import TruncDate
+from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
+from . import crypto
 from .models import ChatRoom, Credential, Message
 
 # --- Inbox and API ----------------------------------------------------------------------
@@ -166,3 +171,135 @@ def admin_overview(*, days=14, now=None):
         "failed_total": Message.objects.filter(status=Message.Status.FAILED).count(),
         "invalid_credentials": Credential.objects.filter(status=Credential.Status.INVALID).count(),
     }
+
+
+# --- Credentials for the webhook --------------------------------------------------------
+# Every webhook call needs the credential its signature token belongs to. A site has a
+# handful of credentials, so each process keeps the registered ones in memory instead
+# of decrypting rows on every call. The copy is dropped when a Credential is saved or
+# deleted in this process (receivers below), and is at most WEBHOOK_CACHE_SECONDS old
+# anywhere: other processes, and services that change rows with queryset.update(),
+# are caught by the age limit. A token the copy does not know triggers one reload
+# (at most every WEBHOOK_CACHE_MISS_RELOAD_SECONDS), so a credential registered in
+# another process is accepted at once, while a stranger's guesses cost no query.
+
+WEBHOOK_CACHE_SECONDS = 30.0
+WEBHOOK_CACHE_MISS_RELOAD_SECONDS = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class WebhookCredential:
+    """What the webhook needs to know about a registered credential."""
+
+    id: int
+    name: str
+    webhook_key: str
+    signature_token: str
+    previous_signature_token: str
+    previous_valid_until: datetime | None
+
+    def accepts(self, token, *, now=None):
+        """Whether ``token`` is this credential's signature token (compared in constant time).
+
+        The previous token (before a rotation) is accepted until ``previous_valid_until``.
+        """
+        if crypto.secrets_equal(token, self.signature_token):
+            return True
+        if not self.previous_signature_token or self.previous_valid_until is None:
+            return False
+        if (now or timezone.now()) >= self.previous_valid_until:
+            return False
+        return crypto.secrets_equal(token, self.previous_signature_token)
+
+
+class _WebhookCredentials:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._snapshot = None  # (loaded_at, by_digest, by_key)
+
+    def clear(self, **kwargs):
+        self._snapshot = None
+
+    def _load(self):
+        accepted = (Credential.Status.ACTIVE, Credential.Status.INVALID)
+        by_digest, by_key = {}, {}
+        rows = Credential.objects.filter(status__in=accepted).exclude(signature_digest="")
+        for row in rows.only(
+            "id",
+            "name",
+            "webhook_key",
+            "signature_token",
+            "signature_digest",
+            "previous_signature_token",
+            "previous_signature_digest",
+            "previous_valid_until",
+        ):
+            entry = WebhookCredential(
+                id=row.id,
+                name=row.name,
+                webhook_key=row.webhook_key,
+                signature_token=row.signature_token,
+                previous_signature_token=row.previous_signature_token,
+                previous_valid_until=row.previous_valid_until,
+            )
+            by_key[row.webhook_key] = entry
+            for digest in (row.signature_digest, row.previous_signature_digest):
+                if digest:
+                    by_digest.setdefault(digest, []).append(entry)
+        snapshot = (monotonic(), by_digest, by_key)
+        self._snapshot = snapshot
+        return snapshot
+
+    def snapshot(self, *, refresh_if_older_than=None):
+        snapshot = self._snapshot
+        limit = WEBHOOK_CACHE_SECONDS if refresh_if_older_than is None else refresh_if_older_than
+        if snapshot is None or monotonic() - snapshot[0] >= limit:
+            with self._lock:
+                # Another thread may have reloaded while this one waited.
+                snapshot = self._snapshot
+                if snapshot is None or monotonic() - snapshot[0] >= limit:
+                    snapshot = self._load()
+        return snapshot
+
+    def find(self, token, key=None):
+        now = timezone.now()
+        digest = crypto.digest(token)
+        for attempt in (None, WEBHOOK_CACHE_MISS_RELOAD_SECONDS):
+            _, by_digest, by_key = self.snapshot(refresh_if_older_than=attempt)
+            if key is not None:
+                entry = by_key.get(key)
+                if entry is not None and entry.accepts(token, now=now):
+                    return entry
+            else:
+                for entry in by_digest.get(digest, ()):
+                    if entry.accepts(token, now=now):
+                        return entry
+        return None
+
+
+_webhook_credentials = _WebhookCredentials()
+
+
+def webhook_credential(*, token, key=None):
+    """The registered credential whose signature token is ``token``, or None.
+
+    With ``key`` (the credential's own webhook URL) only that credential is considered.
+    Credentials with status "new" are never returned; "invalid" ones are (R-Chat
+    refusing our outbound token must not make us drop what it sends us).
+    """
+    if not token:
+        return None
+    return _webhook_credentials.find(token, key)
+
+
+def webhook_credentials_clear():
+    """Forget this process's copy of the credentials (the next webhook reloads it)."""
+    _webhook_credentials.clear()
+
+
+post_save.connect(
+    _webhook_credentials.clear, sender=Credential, dispatch_uid="rchat.webhook_credentials"
+)
+post_delete.connect(
+    _webhook_credentials.clear, sender=Credential, dispatch_uid="rchat.webhook_credentials"
+)
