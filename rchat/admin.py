@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.db.models import F
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -23,6 +24,13 @@ from .models import ChatRoom, Credential, DeliveryAttempt, Message, WebhookEvent
 from .payloads import KNOWN_TYPES
 
 
+def _https_by_default(db_field, **kwargs):
+    # R-Chat is reached over HTTPS: a URL typed without a scheme means https.
+    if isinstance(db_field, models.URLField):
+        kwargs.setdefault("assume_scheme", "https")
+    return db_field.formfield(**kwargs)
+
+
 class CredentialForm(forms.ModelForm):
     # Secrets are write-only in admin: the field is never filled from the database,
     # and left empty on change it keeps the stored token.
@@ -31,12 +39,13 @@ class CredentialForm(forms.ModelForm):
         required=False,
         strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
-        help_text=_("From R-Chat's settings, menu \u201cR-Chat API\u201d. Leave empty to keep."),
+        help_text=_("From R-Chat's settings, menu “R-Chat API”. Leave empty to keep."),
     )
 
     class Meta:
         model = Credential
         fields = ["name", "base_url", "token"]
+        formfield_callback = _https_by_default
 
     def clean_token(self):
         token = self.cleaned_data.get("token")
@@ -77,6 +86,11 @@ class CredentialAdmin(admin.ModelAdmin):
         "webhook_url_copy",
     ]
     actions = ["register", "rotate", "test_connection"]
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if isinstance(db_field, models.URLField):
+            kwargs.setdefault("assume_scheme", "https")
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     @admin.display(description=_("Chatday-Token"))
     def masked_token(self, obj):
@@ -213,7 +227,7 @@ def _plain_error(text):
         return ""
     if "was refused" in text or "HTTP 401" in text or "HTTP 403" in text:
         return _(
-            "R-Chat refused the Chatday-Token. Check it in R-Chat's \u201cR-Chat API\u201d "
+            "R-Chat refused the Chatday-Token. Check it in R-Chat's “R-Chat API” "
             "menu, save it here again and register."
         )
     if "rate limit" in text or "HTTP 429" in text:
