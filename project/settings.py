@@ -143,6 +143,10 @@ RCHAT = {
 }
 if os.environ.get("RCHAT_ENCRYPTION_KEYS"):
     RCHAT["ENCRYPTION_KEYS"] = env_list("RCHAT_ENCRYPTION_KEYS", [])
+# A bot for inbound messages: the dotted path of a callable(message_id), run by the
+# worker (docs/webhooks.md).
+if os.environ.get("RCHAT_ON_MESSAGE"):
+    RCHAT["ON_MESSAGE"] = os.environ["RCHAT_ON_MESSAGE"]
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
