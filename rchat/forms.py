@@ -59,7 +59,9 @@ class ReplyForm(forms.Form):
         ("sticker", _("Sticker")),
     ]
 
-    type = forms.ChoiceField(label=_("Type"), choices=TYPES, initial="text")
+    type = forms.ChoiceField(
+        label=_("Type"), choices=TYPES, initial="text", widget=forms.RadioSelect
+    )
     text = forms.CharField(
         label=_("Message"),
         required=False,

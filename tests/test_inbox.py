@@ -395,3 +395,10 @@ def test_pages_run_the_same_queries_for_5_or_50_rooms(client, page):
         }[page]
         counts.append(_count_queries(client, url, view="all"))
     assert counts[0] == counts[1], counts
+
+
+def test_reply_box_starts_on_text_and_posts_what_it_shows(agent_client):
+    """The reply box's type defaults to text, so typing and sending is enough."""
+    room = ChatRoomFactory()
+    page = agent_client.get(room_url(room)).content.decode()
+    assert re.search(r'<input type="radio" name="type" value="text"[^>]*checked', page)

@@ -1,0 +1,218 @@
+"""The inbox in a real browser: live updates without a reload, replying, sent status.
+
+Drives Debian's /usr/bin/chromium through Playwright (no browser download) against
+pytest-django's live server; R-Chat is a pytest-httpserver. Skipped when Playwright
+or Chromium is missing, unless RCHAT_REQUIRE_SERVICES=1.
+
+With RCHAT_SCREENSHOTS=1 the screenshots are also written to docs/screenshots/.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import requests
+from django.contrib.auth.models import Permission
+
+from rchat import services
+from rchat.models import Message
+from tests.conftest import _missing
+from tests.factories import ChatRoomFactory, CredentialFactory, MessageFactory, UserFactory
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SEND_PATH = "/api/v1/external/send-message"
+PASSWORD = "pw-for-tests"
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+# Long enough for a slow machine; the page itself polls every 2 s.
+WAIT_MS = 15_000
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("needs Playwright: pip install -r requirements/dev.txt")
+    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        _missing(f"needs Chromium at {CHROMIUM}: apt-get install chromium")
+    # Playwright's sync API keeps an event loop in this thread; the test's own ORM
+    # calls are still synchronous and safe.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def eager_delivery():
+    """Deliver replies in the web process at once (no worker), as CELERY_TASK_ALWAYS_EAGER."""
+    from rchat.tasks import deliver_message
+
+    conf = deliver_message.app.conf
+    before = conf.task_always_eager
+    conf.task_always_eager = True
+    yield
+    conf.task_always_eager = before
+
+
+def make_agent(username="somsri"):
+    user = UserFactory(username=username, first_name="Somsri")
+    user.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="rchat", codename__in=["view_chatroom", "reply_chatroom"]
+        )
+    )
+    return user
+
+
+def log_in(page, live_server, user):
+    """Log in through the site's real login form, starting from the inbox."""
+    page.goto(f"{live_server.url}/rchat/inbox/")
+    page.fill("input[name=username]", user.username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("input[type=submit], button[type=submit]")
+    page.wait_for_url("**/rchat/inbox/**")
+
+
+def save(page, name, tmp_path):
+    page.screenshot(path=str(tmp_path / name), full_page=False)
+    if os.environ.get("RCHAT_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / name), full_page=False)
+
+
+def test_agent_sees_a_new_message_live_replies_and_sees_it_sent(
+    browser, live_server, httpserver, eager_delivery, tmp_path
+):
+    """An inbound message appears without a reload; the reply is shown sent."""
+    new_message = "I need help with my order"
+    httpserver.expect_request(SEND_PATH, method="POST").respond_with_json(
+        {"status": "SUCCESS", "message_id": "m-1"}
+    )
+    credential = CredentialFactory(base_url=httpserver.url_for("").rstrip("/"))
+    room = ChatRoomFactory(credential=credential, chat_id="web-123", display_name="Malee")
+    MessageFactory(room=room, data="Hello, is anyone there?")
+    agent = make_agent()
+
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    log_in(page, live_server, agent)
+    page.click("text=Malee")
+    page.wait_for_selector("text=Hello, is anyone there?")
+    # A marker that a reload would wipe out.
+    page.evaluate("window.__rchatNoReload = true")
+
+    # R-Chat calls the webhook while the agent watches the conversation.
+    answer = requests.post(
+        f"{live_server.url}/rchat/webhook/",
+        json={"chat_id": "web-123", "message": {"type": "text", "data": new_message}},
+        headers={"X-Chatday-Signature-Token": credential.signature_token},
+        timeout=10,
+    )
+    assert answer.json() == {"status": "SUCCESS"}
+    page.wait_for_selector(f".rchat-msg-in >> text={new_message}", timeout=WAIT_MS)
+    assert page.evaluate("window.__rchatNoReload") is True
+
+    page.fill("textarea[name=text]", "Sure, what is your order number?")
+    page.keyboard.press("Enter")
+    reply = page.locator(".rchat-msg-out", has_text="Sure, what is your order number?")
+    reply.locator(".rchat-status-sent").wait_for(timeout=WAIT_MS)
+
+    sent = Message.objects.get(room=room, direction="out")
+    assert sent.status == "sent"
+    request, _response = httpserver.log[-1]
+    assert request.get_json() == {
+        "message": {"type": "text", "data": "Sure, what is your order number?"},
+        "chat_id": "web-123",
+    }
+    page.close()
+
+
+def test_a_failed_reply_shows_failed_and_retry_live(browser, live_server, tmp_path):
+    """A reply that fails while the page is open turns 'Failed' with a Retry button."""
+    room = ChatRoomFactory(display_name="Preecha")
+    MessageFactory(room=room, data="Are you open today?")
+    reply = MessageFactory(room=room, direction="out", data="Yes until 8pm", status="queued")
+    agent = make_agent("anan")
+
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    log_in(page, live_server, agent)
+    page.click("text=Preecha")
+    bubble = page.locator(f"#message-{reply.pk}")
+    bubble.locator(".rchat-status-queued").wait_for()
+    Message.objects.filter(pk=reply.pk).update(status="failed", last_error="R-Chat said 400")
+    bubble.locator(".rchat-status-failed").wait_for(timeout=WAIT_MS)
+    assert bubble.locator("button", has_text="Retry").is_visible()
+    page.close()
+
+
+def test_screenshots_of_the_inbox_and_a_conversation(browser, live_server, tmp_path):
+    """A realistic inbox and conversation, saved as pictures for the docs."""
+    agent = make_agent("kanya")
+    shop = CredentialFactory(name="Bangkok Shop")
+    rooms = [
+        ("line-8841", "สมชาย ใจดี", "line", 2),
+        ("web-1203", "Malee Wong", "web", 0),
+        ("fb-5521", "Narin P.", "facebook", 1),
+        ("web-1207", "Anong", "web", 0),
+        ("line-9002", "Kittipong", "line", 0),
+    ]
+    made = []
+    for chat_id, name, channel, unread in rooms:
+        room = ChatRoomFactory(
+            credential=shop,
+            chat_id=chat_id,
+            display_name=name,
+            channel=channel,
+            unread_count=unread,
+            assignee=agent if chat_id.startswith("web") else None,
+            last_message_preview=f"Hi, this is {name}",
+        )
+        MessageFactory(room=room, data=f"Hi, this is {name}", text=f"Hi, this is {name}")
+        made.append(room)
+    room = made[1]
+    MessageFactory(room=room, data="Do you ship to Chiang Mai?")
+    MessageFactory(
+        room=room,
+        type="location",
+        data={"latitude": 18.7883, "longitude": 98.9853, "address": "Nimman Rd, Chiang Mai"},
+        text="",
+    )
+    out = services.message_send(
+        room=room, type="text", data="Yes! Delivery takes 2-3 days.", author=agent
+    )
+    Message.objects.filter(pk=out.pk).update(status="sent")
+    services.message_send(
+        room=room, type="sticker", data={"package_id": "446", "sticker_id": "1988"}, author=agent
+    )
+    failed = services.message_send(room=room, type="text", data="Here is our price list.")
+    Message.objects.filter(pk=failed.pk).update(status="failed", last_error="R-Chat: 503")
+    MessageFactory(room=room, data="Thank you 🙏")
+    services.message_send(room=room, type="text", data="You're welcome!", author=agent)
+    for index, preview in enumerate(["Thank you 🙏", "Hello?", "ขอบคุณครับ"]):
+        made[index].last_message_preview = preview
+        made[index].save()
+
+    page = browser.new_page(viewport={"width": 1280, "height": 760})
+    log_in(page, live_server, agent)
+    page.goto(f"{live_server.url}/rchat/inbox/?view=all")
+    page.wait_for_selector("text=Malee Wong")
+    save(page, "inbox.png", tmp_path)
+    page.click("text=Malee Wong")
+    page.wait_for_selector("text=You're welcome!")
+    save(page, "conversation.png", tmp_path)
+    assert (tmp_path / "inbox.png").stat().st_size > 10_000
+    page.close()
