@@ -364,7 +364,7 @@ class ReplyForm(forms.Form):
         ("location", _("Location")),
     ]
 
-    type = forms.ChoiceField(label=_("type"), choices=TYPES, initial="text")
+    type = forms.ChoiceField(label=_("Type"), choices=TYPES, initial="text")
     text = forms.CharField(
         label=_("Message"),
         required=False,
@@ -426,15 +426,16 @@ class ChatRoomAdmin(admin.ModelAdmin):
     #: message list.
     conversation_limit = 100
 
+    # What an operator triages by comes first; ids and the credential last.
     list_display = [
         "__str__",
-        "credential_name",
-        "chat_id",
-        "channel",
+        "unread_count",
         "status",
         "assignee",
         "last_message_at",
-        "unread_count",
+        "channel",
+        "chat_id",
+        "credential_name",
     ]
     list_display_links = ["__str__", "chat_id"]
     # Only the assignee is joined: the credential row would decrypt its tokens for

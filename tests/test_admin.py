@@ -485,6 +485,25 @@ def test_webhook_event_page_shows_redacted_headers_and_the_body_as_text(client, 
     assert listing.context["cl"].result_count == 0
 
 
+def test_reprocess_turns_a_failed_event_into_its_message(client, operator):
+    """ "Re-process" stores the message of a failed event; other events are refused."""
+    credential = CredentialFactory()
+    failed = WebhookEvent.objects.create(
+        credential=credential,
+        body=b'{"chat_id": "c-7", "message": {"type": "text", "data": "hello again"}}',
+        outcome="failed",
+        error="database was down",
+    )
+    ping = WebhookEvent.objects.create(credential=credential, body=b"{}", outcome="ping")
+    response = _run_action(client, "webhookevent", "reprocess", [failed.pk, ping.pk])
+    body = response.content.decode()
+    assert "1 event re-processed." in body
+    assert "only failed events are re-processed" in body
+    failed.refresh_from_db()
+    assert failed.outcome == "processed"
+    assert Message.objects.get(room__chat_id="c-7").text == "hello again"
+
+
 # --- overview ---------------------------------------------------------------------------
 
 
