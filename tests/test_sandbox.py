@@ -596,3 +596,76 @@ def test_demo_setup_with_a_dead_sandbox_port_explains_the_failure(settings):
         port = busy.getsockname()[1]
         with pytest.raises(CommandError, match="Registering the demo credential"):
             call_command("rchat_demo_setup", sandbox_url=f"http://127.0.0.1:{port}")
+
+
+# --- The chat page in a browser ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's Chromium driven by Playwright (skipped when either is missing)."""
+    from tests.conftest import _missing
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("needs Playwright: pip install -r requirements/dev.txt")
+    if not os.path.exists("/usr/bin/chromium"):
+        _missing("needs Chromium at /usr/bin/chromium: apt-get install chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"]
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.mark.slow
+def test_the_chat_page_sends_as_the_end_user_and_shows_replies_live(sandbox, httpserver, chromium):
+    """Typing on the chat page posts the webhook; a reply shows up without a reload."""
+    httpserver.expect_request("/hook").respond_with_json({"status": "SUCCESS"})
+    sandbox.webhook_url = httpserver.url_for("/hook")
+    page = chromium.new_page()
+    try:
+        page.goto(f"{sandbox.url}/chat/live-1?channel=line&name=สมชาย")
+        page.fill("input[name=text]", "ขอเมนูหน่อยครับ")
+        page.press("input[name=text]", "Enter")
+        page.wait_for_selector("#thread li.user >> text=delivered to the site (HTTP 200)")
+        body = json.loads(httpserver.log[0][0].get_data())
+        assert (body["message"]["data"], body["channel"], body["user"]["name"]) == (
+            "ขอเมนูหน่อยครับ",
+            "line",
+            "สมชาย",
+        )
+
+        client(sandbox).register()
+        client(sandbox).send_message("live-1", "text", "นี่คือเมนูค่ะ")
+        page.wait_for_selector("#thread li.site >> text=นี่คือเมนูค่ะ")
+        texts = page.locator("#thread .bubble").all_inner_texts()
+        assert texts == ["ขอเมนูหน่อยครับ", "นี่คือเมนูค่ะ"]
+    finally:
+        page.close()
+
+
+@pytest.mark.slow
+def test_the_index_page_adds_faults_and_sends_bursts(sandbox, httpserver, chromium):
+    """The index page's forms add a fault, send a burst, and list the burst's chats."""
+    httpserver.expect_request("/hook").respond_with_json({"status": "SUCCESS"})
+    sandbox.webhook_url = httpserver.url_for("/hook")
+    page = chromium.new_page()
+    try:
+        page.goto(sandbox.url + "/")
+        page.select_option("#fault select[name=status]", "503")
+        page.fill("#fault input[name=count]", "2")
+        page.click("#fault button:text('Add fault')")
+        page.wait_for_selector("#faults li")
+        assert [(f["status"], f["count"]) for f in sandbox.faults()] == [(503, 2)]
+
+        page.fill("#burst input[name=messages]", "6")
+        page.fill("#burst input[name=chats]", "2")
+        page.click("#burst button")
+        page.wait_for_selector("#burst-result >> text=6 delivered, 0 failed")
+        page.wait_for_selector("#chats >> text=burst-2")
+        assert len(httpserver.log) == 6
+    finally:
+        page.close()
