@@ -70,7 +70,8 @@ def eager_delivery():
 
 
 def make_agent(username="somsri"):
-    user = UserFactory(username=username, first_name="Somsri")
+    # Agents need not be staff: they sign in on the site, not in the admin.
+    user = UserFactory(username=username, first_name="Somsri", is_staff=False)
     user.user_permissions.set(
         Permission.objects.filter(
             content_type__app_label="rchat", codename__in=["view_chatroom", "reply_chatroom"]
