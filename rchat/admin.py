@@ -225,7 +225,10 @@ def _plain_error(text):
     """The gist of an R-Chat error in plain words, for operators; "" when unknown."""
     if not text:
         return ""
-    if "was refused" in text or "HTTP 401" in text or "HTTP 403" in text:
+    # Matched on the client's wording (rchat/client.py) and on HTTP statuses, which
+    # delivery errors and older rows also carry.
+    refused = ("refused the Chatday-Token", "was refused", "HTTP 401", "HTTP 403")
+    if any(words in text for words in refused):
         return _(
             "R-Chat refused the Chatday-Token. Check it in R-Chat's “R-Chat API” "
             "menu, save it here again and register."
@@ -444,7 +447,6 @@ class ChatRoomAdmin(admin.ModelAdmin):
     list_filter = ["status", "channel", AssigneeFilter, UnreadFilter, "credential"]
     search_fields = ["chat_id", "display_name", "messages__text"]
     search_help_text = _("Chat id, end user's name or message text.")
-    date_hierarchy = None
     fields = [
         ("credential", "channel"),
         ("chat_id", "display_name"),
