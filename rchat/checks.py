@@ -4,6 +4,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
+from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS, get_setting, unknown_settings
 from .exceptions import RChatConfigurationError
@@ -44,9 +45,31 @@ def check_settings(app_configs=None, **kwargs):
                 id="rchat.E004",
             )
         )
+    errors.extend(_check_hook())
     errors.extend(_check_encryption_keys())
     errors.extend(_check_broker())
     return errors
+
+
+def _check_hook():
+    path = get_setting("ON_MESSAGE")
+    if not path:
+        return []
+    try:
+        hook = import_string(path)
+    except ImportError as exc:
+        problem = f"cannot be imported ({exc})"
+    else:
+        if callable(hook):
+            return []
+        problem = "is not callable"
+    return [
+        Error(
+            f'RCHAT["ON_MESSAGE"] = {path!r} {problem}.',
+            hint="Give the dotted path of a function that takes one argument, a message id.",
+            id="rchat.E006",
+        )
+    ]
 
 
 def _check_encryption_keys():

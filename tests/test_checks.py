@@ -275,3 +275,19 @@ def test_manage_py_check_passes_on_a_good_setup(quiet):
     call_command("check", stdout=out, stderr=StringIO())
 
     assert "System check identified no issues" in out.getvalue()
+
+
+def test_e006_fires_for_an_on_message_hook_that_cannot_be_imported(rchat):
+    """A bot hook path with a typo is reported by `check`, not at the first message."""
+    rchat(ON_MESSAGE="nowhere.hook")
+    assert "cannot be imported" in only(check_settings(), "rchat.E006").msg
+
+
+def test_e006_fires_for_an_on_message_hook_that_is_not_callable(rchat):
+    rchat(ON_MESSAGE="rchat.conf.DEFAULTS")
+    assert "is not callable" in only(check_settings(), "rchat.E006").msg
+
+
+def test_e006_is_quiet_for_an_importable_hook(rchat):
+    rchat(ON_MESSAGE="rchat.services.message_hook_run")
+    assert "rchat.E006" not in ids(check_settings())
