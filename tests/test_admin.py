@@ -116,6 +116,19 @@ def test_conversation_page_runs_the_same_number_of_queries_for_short_and_long_th
     assert "All messages of this chat room" in page
 
 
+def test_message_page_runs_the_same_number_of_queries_for_one_or_many_attempts(client, operator):
+    """A message's page with 30 delivery attempts costs as many queries as with one."""
+    few, many = MessageFactory.create_batch(2, direction="out", status="failed")
+    for message, count in ((few, 1), (many, 30)):
+        for _ in range(count):
+            DeliveryAttempt.objects.create(
+                message=message, started_at=timezone.now(), outcome="retry", http_status=503
+            )
+    assert _count_queries(
+        client, reverse("admin:rchat_message_change", args=[many.pk])
+    ) == _count_queries(client, reverse("admin:rchat_message_change", args=[few.pk]))
+
+
 # --- credentials ------------------------------------------------------------------------
 
 
