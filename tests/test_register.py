@@ -511,3 +511,17 @@ def test_admin_credential_pages_never_show_a_token_whole(admin_client):
         assert TOKEN not in html
         assert SIGNATURE not in html
         assert "••••9i0j" in html
+
+
+@pytest.mark.django_db
+def test_register_command_reads_the_token_from_standard_input_with_a_dash(
+    rchat_server, base_url, monkeypatch
+):
+    """`--token -` keeps the token out of the process list and the shell history."""
+    accepts(rchat_server)
+    monkeypatch.setattr("sys.stdin", StringIO(TOKEN + "\n"))
+
+    lines = register("--name", "shop", "--token", "-", "--base-url", base_url)
+
+    assert Credential.objects.get(name="shop").token == TOKEN
+    assert lines[-1].startswith("https://site.example/rchat/webhook/")

@@ -1,3 +1,5 @@
+import sys
+
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
@@ -14,7 +16,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--name", required=True, help="A name for this R-Chat account.")
-        parser.add_argument("--token", required=True, help="The Chatday-Token R-Chat gave you.")
+        parser.add_argument(
+            "--token",
+            required=True,
+            help="The Chatday-Token R-Chat gave you; '-' reads it from standard input "
+            "(keeps it out of the process list and shell history).",
+        )
         parser.add_argument(
             "--base-url",
             default="",
@@ -27,6 +34,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, name, token, base_url, rotate, **options):
+        if token == "-":  # noqa: S105 - the documented "read from stdin" marker
+            token = sys.stdin.readline().strip()
         try:
             credential = services.credential_connect(
                 name=name, token=token, base_url=base_url, rotate=rotate
