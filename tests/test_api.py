@@ -219,6 +219,7 @@ def test_malformed_json_is_a_400(api):
         url("room-messages", pk=room.pk), "{not json", content_type="application/json"
     )
     assert response.status_code == 400
+    assert response.json()["detail"] and response.json()["errors"] == {}
     assert not Message.objects.exists()
 
 

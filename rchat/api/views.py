@@ -45,6 +45,9 @@ def exception_handler(exc, context):
         if not isinstance(errors, dict):
             errors = {"non_field_errors": errors}
         response.data = {"detail": _("Invalid input."), "errors": errors}
+    elif response is not None and response.status_code == 400 and isinstance(response.data, dict):
+        # Malformed JSON and the like: the same shape, with no field to blame.
+        response.data.setdefault("errors", {})
     return response
 
 
