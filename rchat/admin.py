@@ -18,7 +18,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from . import charts, selectors, services
+from . import charts, crypto, selectors, services
 from .exceptions import InvalidMessage, RChatAPIError, RChatConfigurationError, RChatError
 from .models import ChatRoom, Credential, DeliveryAttempt, Message, WebhookEvent
 from .payloads import KNOWN_TYPES
@@ -54,10 +54,12 @@ class CredentialForm(forms.ModelForm):
         return token
 
     def save(self, commit=True):
-        token = self.cleaned_data.get("token")
-        if not token:
-            # Keep what is stored; the empty field only means "unchanged".
+        if self.instance.pk:
+            # The stored token stays until R-Chat accepts a new one: CredentialAdmin
+            # registers a typed-in token through the service, which adopts it only then.
             self.instance.token = Credential.objects.get(pk=self.instance.pk).token
+        else:
+            self.instance.token = self.cleaned_data["token"]
         return super().save(commit=commit)
 
 
@@ -91,6 +93,29 @@ class CredentialAdmin(admin.ModelAdmin):
         if isinstance(db_field, models.URLField):
             kwargs.setdefault("assume_scheme", "https")
         return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        token = form.cleaned_data.get("token")
+        if not change or not token or crypto.secrets_equal(token, obj.token):
+            return
+        # A new Chatday-Token on a working credential: register it first, so a
+        # mistyped token never replaces one that works.
+        try:
+            services.credential_register(credential=obj, token=token)
+        except (RChatAPIError, RChatConfigurationError) as exc:
+            self.message_user(
+                request,
+                _("The new Chatday-Token was not saved: R-Chat did not accept it. %(reason)s")
+                % {"reason": crypto.redact(exc, token)},
+                messages.ERROR,
+            )
+        else:
+            self.message_user(
+                request,
+                _("R-Chat accepted the new Chatday-Token; the credential is registered."),
+                messages.SUCCESS,
+            )
 
     @admin.display(description=_("Chatday-Token"))
     def masked_token(self, obj):

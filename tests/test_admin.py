@@ -231,6 +231,55 @@ def test_rotate_keeps_the_previous_signature_token_for_the_grace_period(
     assert credential.previous_valid_until > timezone.now()
 
 
+def _change_credential(client, credential, **fields):
+    data = {"name": credential.name, "base_url": credential.base_url, "token": "", **fields}
+    url = reverse("admin:rchat_credential_change", args=[credential.pk])
+    return client.post(url, data, follow=True)
+
+
+def test_a_new_token_typed_in_admin_is_saved_only_once_r_chat_accepts_it(
+    client, operator, httpserver
+):
+    """A mistyped token never replaces a working one: R-Chat's 401 keeps the old token."""
+    credential = CredentialFactory(base_url=httpserver.url_for(""))
+    working, signature = credential.token, credential.signature_token
+    httpserver.expect_oneshot_request(get_setting("REGISTER_PATH")).respond_with_data(
+        "bad token", status=401
+    )
+
+    page = _change_credential(client, credential, token="cdt_mistyped_token_9999").content
+    assert "The new Chatday-Token was not saved" in page.decode()
+    assert b"cdt_mistyped_token_9999" not in page
+    credential.refresh_from_db()
+    assert credential.token == working
+    assert credential.signature_token == signature
+    assert credential.status == Credential.Status.ACTIVE
+
+
+def test_a_new_token_accepted_by_r_chat_is_saved_with_its_signature_token(
+    client, operator, httpserver
+):
+    credential = CredentialFactory(base_url=httpserver.url_for(""))
+    httpserver.expect_oneshot_request(
+        get_setting("REGISTER_PATH"), headers={"Authorization": "Bearer cdt_new_token_0000042"}
+    ).respond_with_json({"Chatday-Signature-Token": "sig_for_the_new_token_77"})
+
+    page = _change_credential(client, credential, token="cdt_new_token_0000042").content
+    assert "R-Chat accepted the new Chatday-Token" in page.decode()
+    credential.refresh_from_db()
+    assert credential.token == "cdt_new_token_0000042"
+    assert credential.signature_token == "sig_for_the_new_token_77"
+
+
+def test_saving_a_credential_with_the_token_left_empty_keeps_it(client, operator):
+    credential = CredentialFactory(base_url="https://old.example")
+    token = credential.token
+    _change_credential(client, credential, base_url="https://new.example")
+    credential.refresh_from_db()
+    assert credential.token == token
+    assert credential.base_url == "https://new.example"
+
+
 # --- chat rooms -------------------------------------------------------------------------
 
 
