@@ -161,6 +161,8 @@ def room_list_partial(request):
     current = request.GET.get("current", "")
     current = int(current) if current.isdigit() else None
     context = _room_list_context(request, _filters(request), current=current)
+    # The tabs' counts ride along and replace the tabs in place (htmx out-of-band swap).
+    context["oob"] = True
     return render(request, "rchat/_room_list.html", context)
 
 

@@ -110,6 +110,8 @@ def test_agent_sees_a_new_message_live_replies_and_sees_it_sent(
     agent = make_agent()
 
     page = browser.new_page(viewport={"width": 1280, "height": 800})
+    script_errors = []
+    page.on("pageerror", lambda error: script_errors.append(str(error)))
     log_in(page, live_server, agent)
     page.click("text=Malee")
     page.wait_for_selector("text=Hello, is anyone there?")
@@ -139,6 +141,7 @@ def test_agent_sees_a_new_message_live_replies_and_sees_it_sent(
         "message": {"type": "text", "data": "Sure, what is your order number?"},
         "chat_id": "web-123",
     }
+    assert script_errors == []
     page.close()
 
 

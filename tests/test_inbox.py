@@ -402,3 +402,15 @@ def test_reply_box_starts_on_text_and_posts_what_it_shows(agent_client):
     room = ChatRoomFactory()
     page = agent_client.get(room_url(room)).content.decode()
     assert re.search(r'<input type="radio" name="type" value="text"[^>]*checked', page)
+
+
+def test_room_list_poll_refreshes_the_tab_counts(agent_client):
+    """The polled list brings the tabs' counts along, to replace them in place."""
+    ChatRoomFactory(unread_count=1)
+    ChatRoomFactory(unread_count=0)
+    response = agent_client.get(reverse("rchat:inbox-rooms"), {"view": "all"})
+    tabs = re.search(
+        r'<nav id="rchat-tabs"[^>]*hx-swap-oob="true".*?</nav>', response.content.decode(), re.S
+    )
+    assert tabs, "the tabs come out of band"
+    assert re.search(r"All <span[^>]*>2</span><span[^>]*>1</span>", tabs.group(0))

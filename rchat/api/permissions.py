@@ -1,5 +1,6 @@
 """Who may use the API: the same rule as the inbox pages."""
 
+from django.utils.translation import gettext_lazy as _
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 VIEW_PERMISSION = "rchat.view_chatroom"
@@ -13,7 +14,7 @@ class CanSeeChatRooms(BasePermission):
     are one permission of their own, separate from editing rows in admin.
     """
 
-    message = "You do not have permission to see chat rooms."
+    message = _("You do not have permission to see chat rooms.")
 
     def has_permission(self, request, view):
         user = request.user
@@ -22,6 +23,6 @@ class CanSeeChatRooms(BasePermission):
         if request.method in SAFE_METHODS:
             return user.has_perm(VIEW_PERMISSION)
         if not user.has_perms([VIEW_PERMISSION, REPLY_PERMISSION]):
-            self.message = "You may read chat rooms but not reply or change them."
+            self.message = _("You may read chat rooms but not reply or change them.")
             return False
         return True
