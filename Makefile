@@ -44,3 +44,13 @@ clean:
 messages: $(STAMP)
 	cd rchat && ../$(BIN)/django-admin makemessages -l th --no-obsolete
 	cd rchat && ../$(BIN)/django-admin compilemessages
+
+# --- Benchmarks and fault scenarios (docs/performance.md) ---------------------------
+# Both need PostgreSQL and Redis: DATABASE_URL=postgres://... CELERY_BROKER_URL=redis://...
+# `make bench BENCH_ARGS=--quick` for a short run; `make faults FAULTS_ARGS=--quick` too.
+.PHONY: bench faults
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+faults: $(STAMP)
+	$(BIN)/python -m bench.faults $(FAULTS_ARGS)
