@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .common import (
     PYTHON,
+    RESULTS,
     ROOT,
     SIGNATURE,
     BenchError,
@@ -425,10 +426,13 @@ def fuzzed_webhooks(ctx, *, bodies=10000):
     )
 
 
-def schemathesis_api(ctx, *, examples=50, max_seconds=300, phases="examples,coverage,fuzzing"):
+def schemathesis_api(ctx, *, examples=50, max_seconds=300, phases="examples,fuzzing"):
     """schemathesis against /rchat/api/schema/, authenticated as a superuser: no 5xx.
 
     ``examples`` per operation and phase; the run stops after ``max_seconds`` in all.
+    The only check is ``not_a_server_error``, so every failed test case is a 5xx.
+    (schemathesis 4.32's "coverage" phase crashes inside schemathesis on this schema
+    with a SystemError from Python's ast module, so it is left out by default.)
     """
     from django.contrib.auth import get_user_model
     from rest_framework.authtoken.models import Token
@@ -441,6 +445,8 @@ def schemathesis_api(ctx, *, examples=50, max_seconds=300, phases="examples,cove
     token, _ = Token.objects.get_or_create(user=user)
     credential = _credential("http://127.0.0.1:9")
     for room in _rooms(credential, 3, "api"):
+        # An earlier run may have closed it through the API.
+        services.room_reopen(room=room)
         services.message_send(room=room, type="text", data="สวัสดี")
     with gunicorn(ctx.database, ctx.broker, log_dir=ctx.logs, env_extra=ctx.env) as server:
         command = [
@@ -478,20 +484,27 @@ def schemathesis_api(ctx, *, examples=50, max_seconds=300, phases="examples,cove
             env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
         )
     output = result.stdout + result.stderr
-    (Path(ctx.logs) / "schemathesis.log").write_text(output)
+    log = Path(ctx.logs) / "schemathesis.log"
+    log.write_text(output)
     # Its summary says "Test cases:" then "N generated, N passed[, N failed]".
     cases = next(
         (line.strip() for line in output.splitlines() if " generated, " in line), "no summary"
     )
-    calls = int(cases.split()[0]) if cases[:1].isdigit() else 0
-    server_errors = 0 if result.returncode == 0 else 1
+    counts = {}
+    for part in cases.split(","):
+        words = part.split()
+        if len(words) == 2 and words[0].isdigit():
+            counts[words[1]] = int(words[0])
+    server_errors = counts.get("failed", 0)
+    # A non-zero exit without failed cases is schemathesis's own trouble (a crash,
+    # no schema): reported, and counted as no server error of ours.
     return Outcome(
         "schemathesis on the REST API",
-        calls,
+        counts.get("generated", 0),
         0,
         0,
-        f"exit {result.returncode}: {cases} test cases (no 5xx unless exit is non-zero)",
-        {"server_errors": server_errors, "exit_code": result.returncode},
+        f"exit {result.returncode}: {cases} test cases, {server_errors} 5xx",
+        {"server_errors": server_errors, "exit_code": result.returncode, "log": str(log)},
     )
 
 
@@ -541,6 +554,11 @@ def main(argv=None):
             result = scenario(ctx, **kwargs)
             for outcome in result if isinstance(result, list) else [result]:
                 outcome.extra["seconds"] = round(time.monotonic() - clock, 1)
+                if "log" in outcome.extra:
+                    # The temporary folder goes; the report stays with the results.
+                    kept = RESULTS / f"faults_{Path(outcome.extra['log']).name}"
+                    shutil.copyfile(outcome.extra["log"], kept)
+                    outcome.extra["log"] = str(kept.relative_to(ROOT))
                 outcomes.append(outcome)
                 say("  " + outcome.line())
     write_json(
@@ -555,12 +573,15 @@ def main(argv=None):
     for outcome in outcomes:
         say(outcome.line())
     lost = sum(outcome.lost for outcome in outcomes)
-    errors = sum(outcome.extra.get("server_errors", 0) for outcome in outcomes)
+    server_errors = sum(outcome.extra.get("server_errors", 0) for outcome in outcomes)
+    # A scenario that sent nothing proved nothing (schemathesis found no schema, say).
+    empty = sum(1 for outcome in outcomes if outcome.sent == 0)
     say(
         f"Faults done: {len(outcomes)} scenarios, {sum(o.sent for o in outcomes)} sent, "
-        f"{lost} lost, {sum(o.duplicated for o in outcomes)} duplicated, {errors} with 5xx."
+        f"{lost} lost, {sum(o.duplicated for o in outcomes)} duplicated, {server_errors} 5xx"
+        + (f", {empty} scenario(s) sent nothing." if empty else ".")
     )
-    if lost or errors:
+    if lost or server_errors or empty:
         sys.exit(1)
 
 

@@ -79,6 +79,8 @@ def test_fuzzed_webhook_bodies_get_no_5xx_and_every_call_is_kept(ctx):
 
 
 def test_schemathesis_finds_no_server_error_in_the_api(ctx):
-    outcome = faults.schemathesis_api(ctx, examples=5, max_seconds=30, phases="examples,fuzzing")
+    outcome = faults.schemathesis_api(ctx, examples=5, max_seconds=30)
 
+    assert outcome.sent > 0, outcome.detail
+    assert outcome.extra["server_errors"] == 0, outcome.detail
     assert outcome.extra["exit_code"] == 0, outcome.detail
