@@ -17,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from project.celery import app as celery_app
-from rchat import selectors, services, signals, webhooks
+from rchat import crypto, selectors, services, signals, webhooks
 from rchat.models import ChatRoom, Credential, Message, WebhookEvent
 from tests.factories import ChatRoomFactory, CredentialFactory
 
@@ -37,7 +37,7 @@ def record_hook(message_id):
 @pytest.fixture(autouse=True)
 def _fresh_process_state():
     selectors.webhook_credentials_clear()
-    services._last_webhook_written.clear()
+    services.inbound._last_webhook_written.clear()
     hook_calls.clear()
     yield
     selectors.webhook_credentials_clear()
@@ -145,7 +145,7 @@ def test_a_credentials_own_url_accepts_its_token_and_refuses_anothers(credential
 def test_the_previous_signature_token_is_accepted_until_its_grace_ends(credential):
     old = "sig_old-token-before-rotation-1234"
     credential.previous_signature_token = old
-    credential.previous_signature_digest = services.crypto.digest(old)
+    credential.previous_signature_digest = crypto.digest(old)
     credential.previous_valid_until = timezone.now() + timedelta(hours=1)
     credential.save()
     assert post(body_of(data="during grace"), old).status_code == 200
@@ -338,7 +338,7 @@ def test_a_failure_of_ours_keeps_the_body_and_asks_r_chat_to_retry(credential, m
     def broken(*args, **kwargs):
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(services, "_room_touch", broken)
+    monkeypatch.setattr(services.inbound, "_room_touch", broken)
     body = body_of(data="keep me").encode()
     response = post(body, credential.signature_token)
 

@@ -1,0 +1,58 @@
+"""Everything that changes rchat's state goes through here.
+
+Admin, views, the API, tasks and management commands parse their input, call one of
+these functions and answer; they do not write rows themselves. Functions are named
+``<thing>_<action>`` and take keyword arguments only. One module per part:
+``credentials``, ``rooms``, ``outbound`` (sending) and ``inbound`` (webhooks); every
+public function is importable from ``rchat.services`` itself.
+"""
+
+from .credentials import (
+    credential_connect,
+    credential_mark_invalid,
+    credential_reencrypt,
+    credential_register,
+    credential_save,
+    credential_test_connection,
+)
+from .inbound import (
+    InboundResult,
+    message_hook_run,
+    webhook_event_reprocess,
+    webhook_receive,
+    webhook_refuse,
+)
+from .outbound import (
+    Delivery,
+    message_deliver,
+    message_release_held,
+    message_requeue_stale,
+    message_retry,
+    message_send,
+)
+from .rooms import room_assign, room_close, room_get_or_create, room_mark_read, room_reopen
+
+__all__ = [
+    "Delivery",
+    "InboundResult",
+    "credential_connect",
+    "credential_mark_invalid",
+    "credential_reencrypt",
+    "credential_register",
+    "credential_save",
+    "credential_test_connection",
+    "message_deliver",
+    "message_hook_run",
+    "message_release_held",
+    "message_requeue_stale",
+    "message_retry",
+    "message_send",
+    "room_assign",
+    "room_close",
+    "room_get_or_create",
+    "room_mark_read",
+    "room_reopen",
+    "webhook_event_reprocess",
+    "webhook_receive",
+    "webhook_refuse",
+]

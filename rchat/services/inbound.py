@@ -1,0 +1,383 @@
+"""Inbound webhooks: every call kept as an event, every message stored exactly once."""
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+
+from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.db.models import Case, DateTimeField, F, Q, Value, When
+from django.db.models.sql import UpdateQuery
+from django.utils import timezone
+from django.utils.module_loading import import_string
+from django.utils.translation import gettext
+
+from .. import payloads, signals
+from ..conf import get_setting
+from ..exceptions import (
+    RChatConfigurationError,
+)
+from ..models import ChatRoom, Credential, Message, WebhookEvent
+from . import outbound
+
+logger = logging.getLogger(__name__)
+
+
+# --- Inbound ----------------------------------------------------------------------------
+# R-Chat's webhook lands here (docs/webhooks.md). The view has checked the signature
+# token and the size; everything after that is data: the call is kept as a
+# WebhookEvent whatever happens, and the message it carries is stored exactly once.
+
+# Longest dedup key (Message.dedup_key); longer external ids are hashed.
+DEDUP_KEY_MAX = 100
+# Credential.last_webhook_at is written at most this often per process: it tells an
+# operator that R-Chat reaches the site, which does not need one write per message.
+LAST_WEBHOOK_WRITE_SECONDS = 60.0
+_last_webhook_written = {}
+
+
+@dataclass(frozen=True)
+class InboundResult:
+    """What became of one webhook call.
+
+    ``event.outcome`` is "processed", "duplicate", "ping" or "failed"; ``message`` the
+    stored message (the earlier one for a duplicate); ``retryable`` is True when the
+    failure was ours, not the body's, so the same call sent again may succeed.
+    """
+
+    event: WebhookEvent
+    message: Message | None = None
+    created: bool = False
+    retryable: bool = False
+
+    @property
+    def outcome(self):
+        return self.event.outcome
+
+
+class _Redelivery(Exception):
+    # Control flow inside _inbound_store: an earlier message with the same body.
+    def __init__(self, message):
+        super().__init__()
+        self.message = message
+
+
+def webhook_receive(*, credential_id, body, headers, remote_addr=None):
+    """Keep an authenticated webhook call and store the message it carries.
+
+    ``headers`` must already have the signature token redacted. Writes, in one
+    transaction, the WebhookEvent, the chat room (created on its first message) and
+    the Message; a redelivery stores no second message (outcome "duplicate"). A body
+    that is not a message is kept with outcome "failed" and the reason in ``error``.
+
+    After the commit, ``signals.message_received`` is sent and RCHAT["ON_MESSAGE"]
+    queued (new messages only). Raises only when not even the failed event could be
+    written (the database is down): then nothing is kept and R-Chat must send again.
+    """
+    event = WebhookEvent(
+        credential_id=credential_id,
+        remote_addr=remote_addr,
+        headers=payloads.inbound_clean(headers or {}),
+        body=bytes(body),
+    )
+    result = _webhook_process(event, received_at=timezone.now(), live=True)
+    _credential_touch(credential_id, force=result.outcome == WebhookEvent.Outcome.PING)
+    return result
+
+
+def webhook_refuse(*, credential_id, headers, remote_addr=None, error):
+    """Keep an authenticated call that was refused before its body was read (too large).
+
+    The event has no body and outcome "failed"; it cannot be re-processed.
+    """
+    event = WebhookEvent(
+        credential_id=credential_id,
+        remote_addr=remote_addr,
+        headers=payloads.inbound_clean(headers or {}),
+        body=b"",
+    )
+    return _event_finish(event, WebhookEvent.Outcome.FAILED, error=error)
+
+
+def webhook_event_reprocess(*, event):
+    """Process a failed webhook event again (after a fix), as if it arrived now.
+
+    The message keeps the time the call was received: it takes its place in the
+    thread then, and the dedup window is measured from then, so a call R-Chat also
+    sent again in the meantime is recognised as the same message.
+
+    Raises ``ValueError`` for an event that was not a failure, or kept no body.
+    """
+    if event.outcome not in (WebhookEvent.Outcome.FAILED, WebhookEvent.Outcome.RECEIVED):
+        raise ValueError(
+            gettext("Webhook event %(id)s is %(outcome)s; only failed events are re-processed.")
+            % {"id": event.pk, "outcome": event.get_outcome_display()}
+        )
+    if not bytes(event.body) and event.error:
+        raise ValueError(
+            gettext("Webhook event %(id)s kept no body (%(error)s); nothing to re-process.")
+            % {"id": event.pk, "error": event.error}
+        )
+    if event.credential_id is None:
+        return _event_finish(
+            event,
+            WebhookEvent.Outcome.FAILED,
+            error=gettext("The credential this call came for has been deleted."),
+        )
+    return _webhook_process(event, received_at=event.received_at, live=False)
+
+
+def message_hook_run(*, message_id):
+    """Run RCHAT["ON_MESSAGE"] for inbound message ``message_id`` (see tasks.py).
+
+    The hook is a callable taking the message id; its return value is ignored and
+    its errors are the worker's to log. Nothing happens when the setting is empty.
+    """
+    path = get_setting("ON_MESSAGE")
+    if not path:
+        return None
+    try:
+        hook = import_string(path)
+    except ImportError as exc:
+        raise RChatConfigurationError(
+            f'RCHAT["ON_MESSAGE"] = {path!r} cannot be imported: {exc}'
+        ) from exc
+    return hook(message_id)
+
+
+def _webhook_process(event, *, received_at, live):
+    try:
+        inbound = payloads.inbound_parse(payloads.inbound_load(event.body))
+    except payloads.InvalidPayload as exc:
+        return _event_finish(event, WebhookEvent.Outcome.FAILED, error=str(exc))
+    if inbound is None:
+        return _event_finish(event, WebhookEvent.Outcome.PING)
+    try:
+        return _inbound_store(event, inbound, received_at=received_at, live=live)
+    except Exception as exc:
+        # Our failure, not the body's (a database error, a bug): keep the call as
+        # failed so it can be re-processed, and let the caller ask R-Chat to retry.
+        logger.exception("Webhook event for chat %s could not be stored", inbound.chat_id)
+        _event_forget_rollback(event, live=live)
+        result = _event_finish(
+            event, WebhookEvent.Outcome.FAILED, error=f"{type(exc).__name__}: {exc}"
+        )
+        return InboundResult(event=result.event, retryable=True)
+
+
+def _inbound_store(event, inbound, *, received_at, live):
+    key, same_body_keys = _dedup_keys(inbound, event.body, received_at)
+    try:
+        with transaction.atomic():
+            # Updating the room first locks its row: every inbound message of one room
+            # is stored one after the other, which makes the same-body check below
+            # race-free. The unique (room, dedup_key) guards ids without needing it.
+            room = _room_touch(event.credential_id, inbound, received_at)
+            if same_body_keys:
+                earlier = _earlier_same_body(room.pk, same_body_keys, received_at)
+                if earlier is not None:
+                    raise _Redelivery(earlier)
+            message = Message.objects.create(
+                room=room,
+                direction=Message.Direction.IN,
+                type=inbound.type,
+                data=inbound.data,
+                text=inbound.text,
+                status=Message.Status.RECEIVED,
+                external_id=inbound.external_id,
+                dedup_key=key,
+                extra=inbound.extra,
+                sent_by_user_at=inbound.sent_at,
+            )
+            if not live:
+                Message.objects.filter(pk=message.pk).update(created_at=received_at)
+                message.created_at = received_at
+            _event_save(event, WebhookEvent.Outcome.PROCESSED, message=message)
+            transaction.on_commit(partial(_message_received, message, room, True), robust=True)
+        return InboundResult(event=event, message=message, created=True)
+    except _Redelivery as redelivery:
+        earlier = redelivery.message
+    except IntegrityError:
+        # A message with this dedup key was stored first: this call is a redelivery.
+        earlier = key and (
+            Message.objects.filter(
+                room__credential_id=event.credential_id,
+                room__chat_id=inbound.chat_id,
+                dedup_key=key,
+            ).first()
+        )
+        if not earlier:
+            raise
+    _event_forget_rollback(event, live=live)
+    earlier = Message.objects.select_related("room").get(pk=earlier.pk)
+    _event_save(event, WebhookEvent.Outcome.DUPLICATE, message=earlier)
+    transaction.on_commit(partial(_message_received, earlier, earlier.room, False), robust=True)
+    return InboundResult(event=event, message=earlier, created=False)
+
+
+def _dedup_keys(inbound, body, received_at):
+    """The new message's dedup key, and the keys an earlier same-body message may have.
+
+    With R-Chat's message id the key is that id: a redelivery collides on the unique
+    (room, dedup_key). Without one, the key is the body's SHA-256 and the number of
+    the DEDUP_WINDOW_SECONDS-long period the call came in; an earlier identical body
+    can sit in the period before or after (a re-processed call), so all three are
+    looked up and the exact distance in time decides.
+    """
+    if inbound.external_id:
+        key = f"id:{inbound.external_id}"
+        if len(key) > DEDUP_KEY_MAX:
+            key = "id#" + hashlib.sha256(inbound.external_id.encode()).hexdigest()
+        return key, ()
+    window = get_setting("DEDUP_WINDOW_SECONDS") or 0
+    if window <= 0:
+        return "", ()
+    digest = hashlib.sha256(bytes(body)).hexdigest()
+    period = int(received_at.timestamp() // window)
+    keys = tuple(f"body:{digest}:{n}" for n in (period - 1, period, period + 1))
+    return keys[1], keys
+
+
+def _earlier_same_body(room_id, keys, received_at):
+    window = timedelta(seconds=get_setting("DEDUP_WINDOW_SECONDS"))
+    for earlier in Message.objects.filter(room_id=room_id, dedup_key__in=keys):
+        if abs(earlier.created_at - received_at) < window:
+            return earlier
+    return None
+
+
+def _room_touch(credential_id, inbound, at):
+    """Lock the chat room of ``inbound`` (creating it) and record the new message on it.
+
+    Returns the room as it is after the update. An older message (re-processed)
+    does not replace a newer last message.
+    """
+    newer = Q(last_message_at__isnull=True) | Q(last_message_at__lte=at)
+    changes = {
+        "last_message_at": Case(
+            When(newer, then=Value(at, output_field=DateTimeField())),
+            default=F("last_message_at"),
+        ),
+        "last_message_preview": Case(
+            When(newer, then=Value(payloads.inbound_preview(inbound.text))),
+            default=F("last_message_preview"),
+        ),
+        "unread_count": F("unread_count") + 1,
+        # The end user wrote again: the conversation is open again.
+        "status": ChatRoom.Status.OPEN,
+    }
+    # What R-Chat tells about the end user is the latest word on them.
+    for name in ("channel", "display_name", "avatar_url"):
+        if getattr(inbound, name):
+            changes[name] = getattr(inbound, name)
+    rooms = ChatRoom.objects.filter(credential_id=credential_id, chat_id=inbound.chat_id)
+    room = _update_returning(rooms, changes)
+    if room is None:
+        # The first message of a chat room. Concurrent first messages all insert;
+        # the unique (credential, chat_id) keeps one row and the others wait for it
+        # and do nothing, then lock and update that row like any later message.
+        ChatRoom.objects.bulk_create(
+            [
+                ChatRoom(
+                    credential_id=credential_id,
+                    chat_id=inbound.chat_id,
+                    channel=inbound.channel,
+                    display_name=inbound.display_name,
+                    avatar_url=inbound.avatar_url,
+                )
+            ],
+            ignore_conflicts=True,
+        )
+        room = _update_returning(rooms, changes)
+    if room is None:
+        raise RuntimeError(f"Chat room {inbound.chat_id!r} disappeared while being created.")
+    return room
+
+
+def _update_returning(queryset, changes):
+    """Apply ``changes`` to the single row of ``queryset``; return it updated, or None.
+
+    One statement (UPDATE … RETURNING, built by the ORM) both locks the row and reads
+    it back, where a SELECT … FOR UPDATE and an UPDATE would take two round trips.
+    """
+    connection = connections[queryset.db]
+    if connection.vendor not in ("postgresql", "sqlite"):
+        row = queryset.select_for_update().first()
+        if row is None:
+            return None
+        queryset.filter(pk=row.pk).update(**changes)
+        row.refresh_from_db()
+        return row
+    query = queryset.query.chain(UpdateQuery)
+    query.add_update_values(changes)
+    statement, params = query.get_compiler(queryset.db).as_sql()
+    rows = list(
+        queryset.model.objects.db_manager(queryset.db).raw(f"{statement} RETURNING *", params)
+    )
+    return rows[0] if rows else None
+
+
+def _event_save(event, outcome, *, message=None, error=""):
+    event.outcome = outcome
+    event.message = message
+    event.error = payloads.inbound_clean(str(error))[:4000]
+    event.processed_at = None if outcome == WebhookEvent.Outcome.FAILED else timezone.now()
+    event.save()
+
+
+def _event_finish(event, outcome, *, error=""):
+    _event_save(event, outcome, error=error)
+    if outcome == WebhookEvent.Outcome.FAILED:
+        logger.warning("Webhook event %s failed: %s", event.pk, event.error)
+    return InboundResult(event=event)
+
+
+def _event_forget_rollback(event, *, live):
+    # A rolled-back transaction leaves the Python object as if its writes had stuck:
+    # a new event gets a primary key that no longer exists.
+    if live:
+        event.pk = None
+        event._state.adding = True
+    event.message = None
+
+
+def _message_received(message, room, created):
+    """After the commit: tell the site, and queue the bot hook for a new message."""
+    for receiver, response in signals.message_received.send_robust(
+        sender=Message, message=message, room=room, created=created
+    ):
+        if isinstance(response, Exception):
+            logger.error(
+                "message_received receiver %r failed for message %s",
+                receiver,
+                message.pk,
+                exc_info=response,
+            )
+    if created and get_setting("ON_MESSAGE"):
+        from ..tasks import run_message_hook
+
+        try:
+            outbound._publish(run_message_hook, message.pk, None)
+        except Exception as exc:  # the message is stored; only the hook is lost
+            logger.error(
+                "Could not queue RCHAT['ON_MESSAGE'] for message %s (%s: %s)",
+                message.pk,
+                type(exc).__name__,
+                exc,
+            )
+
+
+def _credential_touch(credential_id, *, force=False):
+    """Record that a webhook came for the credential (at most once a minute per process)."""
+    now = time.monotonic()
+    last = _last_webhook_written.get(credential_id)
+    if not force and last is not None and now - last < LAST_WEBHOOK_WRITE_SECONDS:
+        return
+    _last_webhook_written[credential_id] = now
+    try:
+        # update(), not save(): no signal, so the credential cache is not dropped.
+        Credential.objects.filter(pk=credential_id).update(last_webhook_at=timezone.now())
+    except DatabaseError:
+        logger.warning("Could not record last_webhook_at for credential %s", credential_id)
