@@ -115,9 +115,7 @@ def room_thread_version(*, room, since_id):
     """
     # Counts per status as well as the latest updated_at: a bulk update() that does
     # not touch updated_at still changes a status count.
-    per_status = {
-        status: Count("id", filter=Q(status=status)) for status in Message.Status.values
-    }
+    per_status = {status: Count("id", filter=Q(status=status)) for status in Message.Status.values}
     shown = Message.objects.filter(room=room, id__gte=since_id or 0).aggregate(
         last_id=Max("id"), changed=Max("updated_at"), **per_status
     )
