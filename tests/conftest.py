@@ -63,3 +63,57 @@ def sandbox():
 
     with Sandbox(port=0) as running:
         yield running
+
+
+# --- Celery workers ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def broker():
+    """This run's Redis database, emptied first so that no leftover task runs."""
+    import redis
+
+    url = redis_url()
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+@pytest.fixture
+def workers(transactional_db, broker, tmp_path):
+    """Start Celery worker subprocesses on demand; all are stopped afterwards."""
+    from tests.processes import start_worker, stop
+
+    started = []
+
+    def start(*, concurrency=4):
+        log = tmp_path / f"worker-{len(started)}.log"
+        process = start_worker(broker_url=broker, log=log, concurrency=concurrency)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        stop(process)
+
+
+# --- A stand-in for R-Chat --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def _rchat_http_server():
+    from pytest_httpserver import HTTPServer
+
+    # Threaded, unlike pytest-httpserver's own fixture, so a slow handler (a time-out
+    # test) does not hold up the next request. One per module: starting one is slow.
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def rchat_server(_rchat_http_server):
+    """A real HTTP server standing in for R-Chat, with no expectations left over."""
+    _rchat_http_server.clear()
+    yield _rchat_http_server
+    _rchat_http_server.clear()

@@ -9,7 +9,6 @@ from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 from rchat.client import RChatClient, parse_retry_after
@@ -26,23 +25,6 @@ TOKEN = "cdt_live_4f9c2a7be81d0c55e3a9"
 SIGNATURE = "sig_9d2e7c41b0aa83f6d5e1"
 REGISTER = "/api/v1/external/register"
 SEND = "/api/v1/external/send-message"
-
-
-@pytest.fixture(scope="module")
-def _server():
-    # One server per module: starting and stopping one takes up to half a second.
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def rchat_server(_server):
-    """A real HTTP server standing in for R-Chat, with no expectations left over."""
-    _server.clear()
-    yield _server
-    _server.clear()
 
 
 @pytest.fixture

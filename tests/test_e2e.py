@@ -7,24 +7,16 @@ stores the message, an agent's reply is queued, and the worker delivers it back.
 """
 
 import os
-import signal
 import subprocess
 import sys
-import time
-import uuid
-from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-import redis
-from django.db import connection
 
 from rchat import services
 from rchat.models import ChatRoom, Credential, DeliveryAttempt, Message
 from rchat.sandbox import SandboxClient, signature_for
-from tests.conftest import redis_url
+from tests.processes import ROOT, eventually, stop
 
-ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "cdt_end_to_end_token_0001"
 
 pytestmark = [
@@ -34,75 +26,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.timeout(180),
 ]
-
-
-def database_url():
-    """This test run's database (test_<name>), for the worker subprocess."""
-    db = connection.settings_dict
-    password = f":{quote(db['PASSWORD'])}" if db.get("PASSWORD") else ""
-    host = db.get("HOST") or "127.0.0.1"
-    port = db.get("PORT") or 5432
-    return f"postgres://{quote(db['USER'] or 'postgres')}{password}@{host}:{port}/{db['NAME']}"
-
-
-def eventually(read, done, *, timeout=60.0, what="the condition"):
-    """Poll ``read()`` until ``done(value)``; return the value (fail with the last one)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = read()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"Waited {timeout:g}s for {what}; last seen: {value!r}")
-        time.sleep(0.1)
-
-
-def stop(process):
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
-@pytest.fixture
-def broker():
-    """This run's Redis database, emptied first so no leftover task runs."""
-    url = redis_url()
-    redis.Redis.from_url(url).flushdb()
-    return url
-
-
-@pytest.fixture
-def worker(transactional_db, broker, tmp_path):
-    """A Celery worker subprocess on this run's Redis database and PostgreSQL database."""
-    log = tmp_path / "worker.log"
-    env = {**os.environ, "DATABASE_URL": database_url(), "CELERY_BROKER_URL": broker}
-    with open(log, "wb") as out:
-        process = subprocess.Popen(  # noqa: S603 - a fixed command line
-            [
-                *(sys.executable, "-m", "celery", "-A", "project", "worker"),
-                *("-P", "threads", "-c", "2", "-l", "info"),
-                *("--without-gossip", "--without-mingle", "--without-heartbeat"),
-                *("-n", f"rchat-e2e-{uuid.uuid4().hex[:8]}@%h"),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    eventually(
-        log.read_bytes,
-        lambda text: b"ready." in text or process.poll() is not None,
-        what="the worker to start",
-    )
-    if process.poll() is not None:
-        pytest.fail(f"The worker did not start:\n{log.read_text()[-3000:]}")
-    yield process
-    stop(process)
 
 
 @pytest.fixture
@@ -160,9 +83,10 @@ def user_writes(sandbox, chat_id, texts, **who):
 
 
 def test_an_end_user_message_reaches_the_site_and_the_replies_reach_the_end_user(
-    rchat_sandbox, credential, worker
+    rchat_sandbox, credential, workers
 ):
     """Thai text goes sandbox -> webhook -> database -> queue -> worker -> sandbox, in order."""
+    workers(concurrency=2)
     written = ["สวัสดีครับ", "ขอสอบถามราคาสินค้าหน่อยครับ", "ส่งต่างจังหวัดได้ไหม"]
     user_writes(rchat_sandbox, "e2e-chat", written, channel="line", name="สมชาย")
 
@@ -196,8 +120,9 @@ def test_an_end_user_message_reaches_the_site_and_the_replies_reach_the_end_user
     assert len(sent) == len(replies)
 
 
-def test_replies_survive_two_failed_sends_and_keep_their_order(rchat_sandbox, credential, worker):
+def test_replies_survive_two_failed_sends_and_keep_their_order(rchat_sandbox, credential, workers):
     """R-Chat answering 503 twice: the worker retries; the end user gets every reply, in order."""
+    workers(concurrency=2)
     user_writes(rchat_sandbox, "e2e-faults", ["มีใครอยู่ไหมครับ"])
     assert inbound_texts("e2e-faults") == ["มีใครอยู่ไหมครับ"]
     room = ChatRoom.objects.get(chat_id="e2e-faults")

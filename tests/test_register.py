@@ -10,7 +10,6 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.urls import reverse
 from django.utils import timezone
-from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 from rchat import crypto, services
@@ -24,23 +23,6 @@ NEW_TOKEN = "cdt_live_zz99yy88xx77ww66vv55"
 SIGNATURE = "sig_live_aa11bb22cc33dd44ee55"
 OLD_SIGNATURE = "sig_live_0ld0ld0ld0ld0ld0ld0ld"
 REGISTER = "/api/v1/external/register"
-
-
-@pytest.fixture(scope="module")
-def _server():
-    # One server per module: starting and stopping one takes up to half a second.
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def rchat_server(_server):
-    """A real HTTP server standing in for R-Chat, with no expectations left over."""
-    _server.clear()
-    yield _server
-    _server.clear()
 
 
 @pytest.fixture

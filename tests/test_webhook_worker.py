@@ -10,7 +10,6 @@ from django.test import Client
 from rchat import selectors
 from rchat.models import Message
 from tests.factories import CredentialFactory
-from tests.test_worker_delivery import broker, workers  # noqa: F401 (fixtures)
 
 pytestmark = [
     pytest.mark.redis,
@@ -40,7 +39,7 @@ def wait_for_lines(path, count, timeout=60):
 
 
 def test_the_worker_runs_the_bot_hook_once_per_new_message(
-    workers,  # noqa: F811
+    workers,
     monkeypatch,
     settings,
     tmp_path,

@@ -6,27 +6,20 @@ itself plays Celery beat where the sweep (``message_requeue_stale``) is needed.
 """
 
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-import redis
-from django.db import connection
 from werkzeug import Response
 
 from rchat import services
 from rchat.models import Message
-from tests.conftest import redis_url
 from tests.factories import ChatRoomFactory, CredentialFactory
+from tests.processes import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 SEND_PATH = "/api/v1/external/send-message"
@@ -38,87 +31,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.timeout(180),
 ]
-
-
-def database_url():
-    db = connection.settings_dict
-    password = f":{quote(db['PASSWORD'])}" if db.get("PASSWORD") else ""
-    host = db.get("HOST") or "127.0.0.1"
-    port = db.get("PORT") or 5432
-    return f"postgres://{quote(db['USER'] or 'postgres')}{password}@{host}:{port}/{db['NAME']}"
-
-
-@pytest.fixture
-def broker():
-    """This test run's Redis database, emptied before the test (no leftover tasks)."""
-    url = redis_url()
-    redis.Redis.from_url(url).flushdb()
-    return url
-
-
-@pytest.fixture
-def workers(transactional_db, broker, tmp_path):
-    """Start Celery workers on demand; every one still running is stopped afterwards."""
-    started = []
-
-    def start(*, concurrency=4):
-        log = tmp_path / f"worker-{len(started)}.log"
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url(),
-            "CELERY_BROKER_URL": broker,
-            "RCHAT_LOG_LEVEL": "INFO",
-        }
-        with open(log, "wb") as out:
-            process = subprocess.Popen(  # noqa: S603 - a fixed command line
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "project",
-                    "worker",
-                    "-P",
-                    "threads",
-                    "-c",
-                    str(concurrency),
-                    "-l",
-                    "info",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                    "-n",
-                    f"rchat-test-{uuid.uuid4().hex[:8]}@%h",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, to stop it whole
-            )
-        process.log = log
-        started.append(process)
-        deadline = time.monotonic() + 60
-        while b"ready." not in log.read_bytes():
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"The worker did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        return process
-
-    yield start
-    for process in started:
-        stop(process, signal.SIGTERM)
-
-
-def stop(process, how):
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, how)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
 
 
 class RecordingRChat:
