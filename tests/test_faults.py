@@ -5,12 +5,13 @@ Redis, gunicorn serving the site, all on this test run's PostgreSQL database. rc
 waits are shortened (bench.faults.FAST_RCHAT) so that every scenario ends in seconds.
 """
 
+from urllib.parse import quote
+
 import pytest
 from django.db import connection
 
 from bench import faults
 from tests.conftest import redis_url
-from tests.test_worker_delivery import database_url
 
 pytestmark = [
     pytest.mark.postgres,
@@ -21,6 +22,15 @@ pytestmark = [
 ]
 
 FAST = {**faults.FAST_RCHAT, "RCHAT_BENCH_RETRY_BASE_DELAY": "0.5"}
+
+
+def database_url():
+    """This test run's database, for the processes the scenarios start."""
+    db = connection.settings_dict
+    password = f":{quote(db['PASSWORD'])}" if db.get("PASSWORD") else ""
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    return f"postgres://{quote(db['USER'] or 'postgres')}{password}@{host}:{port}/{db['NAME']}"
 
 
 @pytest.fixture
