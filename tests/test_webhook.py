@@ -448,6 +448,32 @@ def test_message_received_is_sent_after_commit_new_then_redelivered(
     assert received == [("hello", "c-5", True), ("hello", "c-5", False)]
 
 
+def test_the_room_given_to_receivers_is_the_row_as_updated(
+    credential, django_capture_on_commit_callbacks
+):
+    """Receivers get a real ChatRoom: fresh counters, an aware datetime, the user's name."""
+    ChatRoomFactory(credential=credential, chat_id="c-9", unread_count=4, display_name="Old")
+    rooms = []
+
+    def receiver(room, **kwargs):
+        rooms.append(room)
+
+    signals.message_received.connect(receiver)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            post(body_of("c-9", data="สวัสดี", user={"name": "Somchai"}), credential.signature_token)
+    finally:
+        signals.message_received.disconnect(receiver)
+
+    (room,) = rooms
+    stored = ChatRoom.objects.get(pk=room.pk)
+    assert (room.unread_count, room.display_name) == (5, "Somchai")
+    assert room.last_message_at == stored.last_message_at
+    assert room.last_message_at.tzinfo is not None
+    assert room.last_message_preview == stored.last_message_preview == "สวัสดี"
+    assert room.credential_id == credential.pk
+
+
 def test_a_failing_receiver_does_not_change_the_answer(
     credential, django_capture_on_commit_callbacks
 ):
