@@ -235,15 +235,27 @@ def test_a_retry_waits_for_its_back_off_and_an_early_wake_up_sends_nothing(
     before = timezone.now()
 
     assert deliver(message, django_capture_on_commit_callbacks) == Delivery.RETRY
-    assert before <= message.next_attempt_at <= before + timedelta(seconds=31)
+    after = timezone.now()
+    # The first back-off step is RETRY_BASE_DELAY: half of it sure, half at random.
+    assert before + timedelta(seconds=15) <= message.next_attempt_at
+    assert message.next_attempt_at <= after + timedelta(seconds=30)
     enqueued = memory_broker()
     assert [(task, message_id) for task, message_id, _eta in enqueued] == [
         ("rchat.tasks.deliver_message", message.pk)
     ]
-    if message.next_attempt_at > timezone.now():
-        assert enqueued[0][2] is not None, "the retry wake-up carries an ETA"
-        assert deliver(message, django_capture_on_commit_callbacks) == Delivery.NOT_DUE
-        assert len(httpserver.log) == 1
+    assert enqueued[0][2] is not None, "the retry wake-up carries an ETA"
+    assert deliver(message, django_capture_on_commit_callbacks) == Delivery.NOT_DUE
+    assert len(httpserver.log) == 1
+
+
+def test_back_off_doubles_each_try_and_never_falls_below_half_its_step(settings):
+    """Equal jitter: try n waits between step/2 and step, step = base * 2^(n-1), capped."""
+    from rchat.services.outbound import _retry_delay
+
+    settings.RCHAT = {**settings.RCHAT, "RETRY_BASE_DELAY": 2.0, "RETRY_MAX_DELAY": 40.0}
+    for attempts, step in [(1, 2), (2, 4), (3, 8), (4, 16), (5, 32), (6, 40), (9, 40)]:
+        delays = [_retry_delay(attempts, None) for _ in range(200)]
+        assert step / 2 <= min(delays) and max(delays) <= step, attempts
 
 
 def test_a_message_fails_after_the_last_attempt_with_the_reason(

@@ -314,10 +314,12 @@ def _retry_delay(attempts, error):
     retry_after = getattr(error, "retry_after", None)
     if retry_after is not None:
         return min(float(retry_after), longest)
-    # Full jitter (a random delay up to the exponential cap) spreads out the retries
-    # of many messages that failed together, so they do not return in one wave.
+    # "Equal jitter": half the exponential step for sure, the other half at random.
+    # The random half spreads out the retries of messages that failed together; the
+    # sure half makes the tries of one message really span the back-off (with full
+    # jitter a few unlucky messages spent all their attempts in a short outage).
     cap = min(longest, float(get_setting("RETRY_BASE_DELAY")) * 2 ** max(attempts - 1, 0))
-    return _random.uniform(0, cap)
+    return cap / 2 + _random.uniform(0, cap / 2)
 
 
 _random = random.SystemRandom()
