@@ -1,7 +1,9 @@
 """Outbound messages: queueing, delivering to R-Chat with retries, in order, none lost."""
 
 import logging
+import os
 import random
+import threading
 import time
 from datetime import timedelta
 from functools import partial
@@ -455,10 +457,53 @@ def _publish(task, message_id, countdown):
     if app.conf.task_always_eager:
         task.apply_async((message_id,), countdown=countdown)
         return
-    # A connection of our own with a short connect time-out and no reconnect loop:
-    # Celery's pooled one would retry for broker_connection_timeout (and more).
+    try:
+        task.apply_async(
+            (message_id,), countdown=countdown, connection=_wake_connection(app), retry=False
+        )
+    except Exception:
+        # The kept connection may have gone stale (the broker restarted): one more
+        # try on a fresh one, which fails within the connect time-out if it is down.
+        _wake_connection_drop()
+        task.apply_async(
+            (message_id,), countdown=countdown, connection=_wake_connection(app), retry=False
+        )
+
+
+# A connection of our own with a short connect time-out and no reconnect loop, kept
+# per thread: Celery's pooled one would retry for broker_connection_timeout (and
+# more), and opening a new one for each wake-up costs several times the publish.
+_wake = threading.local()
+
+
+def _wake_connection(app):
+    url = app.conf.broker_url
+    kept = getattr(_wake, "kept", None)
+    if kept is not None and kept[0] == url:
+        return kept[1]
+    _wake_connection_drop()
     options = {**(app.conf.broker_transport_options or {}), "max_retries": 0}
-    with app.connection_for_write(
+    connection = app.connection_for_write(
         connect_timeout=WAKE_UP_CONNECT_TIMEOUT, transport_options=options
-    ) as connection:
-        task.apply_async((message_id,), countdown=countdown, connection=connection, retry=False)
+    )
+    _wake.kept = (url, connection)
+    return connection
+
+
+def _wake_connection_drop():
+    kept = getattr(_wake, "kept", None)
+    _wake.kept = None
+    if kept is not None:
+        try:
+            kept[1].release()
+        except Exception:  # closing a broken connection may fail too; it is dropped
+            logger.debug("Closing the wake-up connection failed", exc_info=True)
+
+
+def _wake_after_fork():
+    # A forked worker child must not share the parent's socket.
+    global _wake
+    _wake = threading.local()
+
+
+os.register_at_fork(after_in_child=_wake_after_fork)
