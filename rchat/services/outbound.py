@@ -411,11 +411,14 @@ def _message_after_finish(message, outcome, delay, error_text):
 
 
 def _message_signal(message_id, error):
+    signal = signals.message_sent if error is None else signals.message_failed
+    if not signal.has_listeners(Message):
+        return  # no receiver: spare every delivery a query
     message = Message.objects.select_related("room").get(pk=message_id)
     if error is None:
-        signals.message_sent.send(sender=Message, message=message)
+        signal.send(sender=Message, message=message)
     else:
-        signals.message_failed.send(sender=Message, message=message, error=error)
+        signal.send(sender=Message, message=message, error=error)
 
 
 def _is_transient(error):
