@@ -480,7 +480,8 @@ _wake = threading.local()
 
 
 def _wake_connection(app):
-    url = app.conf.broker_url
+    # Keyed on where tasks are published, so a changed setting takes a new connection.
+    url = app.conf.broker_write_url or app.conf.broker_url
     kept = getattr(_wake, "kept", None)
     if kept is not None and kept[0] == url:
         return kept[1]
