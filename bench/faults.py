@@ -329,41 +329,9 @@ def duplicate_webhooks(ctx, *, calls=1000, clients=8):
 
 
 def _fuzz_strategy():
-    from hypothesis import strategies as st
+    from tests.strategies import webhook_bodies
 
-    scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
-
-    def containers(children):
-        return st.lists(children, max_size=4) | st.dictionaries(
-            st.text(max_size=10), children, max_size=4
-        )
-
-    json_values = st.recursive(scalars, containers, max_leaves=20)
-    message_like = st.fixed_dictionaries(
-        {},
-        optional={
-            "chat_id": json_values | st.text(min_size=1, max_size=40),
-            "message": json_values
-            | st.fixed_dictionaries(
-                {},
-                optional={
-                    "type": json_values | st.sampled_from(["text", "image", "file", "sticker"]),
-                    "data": json_values,
-                    "id": json_values | st.text(max_size=300),
-                    "chat_id": json_values,
-                },
-            ),
-            "timestamp": json_values,
-            "channel": json_values,
-            "user": json_values,
-        },
-    )
-    return st.one_of(
-        st.binary(max_size=500),
-        json_values.map(lambda v: json.dumps(v).encode()),
-        message_like.map(lambda v: json.dumps(v, ensure_ascii=False).encode()),
-        message_like.map(lambda v: json.dumps(v).encode()),
-    )
+    return webhook_bodies(max_binary=500)
 
 
 def fuzzed_webhooks(ctx, *, bodies=10000):

@@ -10,41 +10,15 @@ from hypothesis import strategies as st
 from rchat import selectors
 from rchat.models import WebhookEvent
 from tests.factories import CredentialFactory
+from tests.strategies import webhook_bodies
 
 pytestmark = pytest.mark.django_db
 
 LIMIT = 4096
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
-    ),
-    max_leaves=20,
-)
-message_like = st.fixed_dictionaries(
-    {},
-    optional={
-        "chat_id": json_values | st.text(min_size=1, max_size=40),
-        "message": json_values
-        | st.fixed_dictionaries(
-            {},
-            optional={
-                "type": json_values | st.sampled_from(["text", "image", "file", "sticker"]),
-                "data": json_values,
-                "id": json_values,
-                "chat_id": json_values,
-            },
-        ),
-        "timestamp": json_values,
-        "channel": json_values,
-        "user": json_values,
-    },
-)
 bodies = st.one_of(
-    st.binary(max_size=300),
-    json_values.map(lambda v: json.dumps(v).encode()),
-    message_like.map(lambda v: json.dumps(v, ensure_ascii=False).encode()),
+    webhook_bodies(),
+    # Around the size limit, both sides of it.
     st.binary(min_size=LIMIT - 10, max_size=LIMIT + 10),
 )
 header_names = st.from_regex(r"X-[A-Za-z][A-Za-z0-9-]{0,15}", fullmatch=True)
