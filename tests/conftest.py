@@ -117,3 +117,15 @@ def rchat_server(_rchat_http_server):
     _rchat_http_server.clear()
     yield _rchat_http_server
     _rchat_http_server.clear()
+
+
+@pytest.fixture
+def celery_eager():
+    """Celery runs each task at once, in this process (no worker, no broker)."""
+    from celery import current_app
+
+    conf = current_app.conf
+    before = conf.task_always_eager
+    conf.task_always_eager = True
+    yield
+    conf.task_always_eager = before

@@ -57,18 +57,6 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def eager_delivery():
-    """Deliver replies in the web process at once (no worker), as CELERY_TASK_ALWAYS_EAGER."""
-    from rchat.tasks import deliver_message
-
-    conf = deliver_message.app.conf
-    before = conf.task_always_eager
-    conf.task_always_eager = True
-    yield
-    conf.task_always_eager = before
-
-
 def make_agent(username="somsri"):
     # Agents need not be staff: they sign in on the site, not in the admin.
     user = UserFactory(username=username, first_name="Somsri", is_staff=False)
@@ -97,7 +85,7 @@ def save(page, name, tmp_path):
 
 
 def test_agent_sees_a_new_message_live_replies_and_sees_it_sent(
-    browser, live_server, httpserver, eager_delivery, tmp_path
+    browser, live_server, httpserver, celery_eager, tmp_path
 ):
     """An inbound message appears without a reload; the reply is shown sent."""
     new_message = "I need help with my order"

@@ -21,16 +21,6 @@ def memory_broker(monkeypatch):
     monkeypatch.setattr(deliver_message.app.conf, "broker_url", "memory://")
 
 
-@pytest.fixture
-def eager_worker():
-    """Celery runs each task at once, in this process (the wake-up delivers inline)."""
-    conf = deliver_message.app.conf
-    before = conf.task_always_eager
-    conf.task_always_eager = True
-    yield
-    conf.task_always_eager = before
-
-
 def run(*args):
     out = StringIO()
     call_command("rchat_send", *args, stdout=out)
@@ -107,7 +97,7 @@ def test_a_closed_room_is_refused():
 
 # The wake-up is sent when the command's transaction commits: these tests commit.
 @pytest.mark.django_db(transaction=True)
-def test_wait_reports_the_message_sent(httpserver, eager_worker):
+def test_wait_reports_the_message_sent(httpserver, celery_eager):
     httpserver.expect_request(SEND_PATH, method="POST").respond_with_json({"message_id": "rc-5"})
     ChatRoomFactory(
         chat_id="chat-1", credential=CredentialFactory(base_url=httpserver.url_for("/"))
@@ -117,7 +107,7 @@ def test_wait_reports_the_message_sent(httpserver, eager_worker):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_wait_fails_with_rchats_reason_when_the_message_fails(httpserver, eager_worker):
+def test_wait_fails_with_rchats_reason_when_the_message_fails(httpserver, celery_eager):
     httpserver.expect_request(SEND_PATH, method="POST").respond_with_json(
         {"error": "chat room is archived"}, status=400
     )

@@ -490,15 +490,8 @@ def test_a_failing_receiver_does_not_change_the_answer(
     assert Message.objects.count() == 1
 
 
-@pytest.fixture
-def eager_celery():
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = False
-
-
 def test_the_bot_hook_runs_once_per_new_message(
-    credential, settings, eager_celery, django_capture_on_commit_callbacks
+    credential, settings, celery_eager, django_capture_on_commit_callbacks
 ):
     settings.RCHAT = {**settings.RCHAT, "ON_MESSAGE": "tests.test_webhook.record_hook"}
     with django_capture_on_commit_callbacks(execute=True):
