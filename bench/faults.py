@@ -39,6 +39,7 @@ from .common import (
     django_setup,
     flush_redis,
     gunicorn,
+    log_tail,
     progress,
     say,
     services_from_environment,
@@ -129,8 +130,9 @@ def _queue(rooms, count, tag, *, start=0):
     return texts
 
 
-def _wait_terminal(tag, total, *, timeout, sweep_every=2.0):
-    """Play Celery beat (the stale sweep) until ``tag``'s messages are sent or failed."""
+def _wait_terminal(tag, total, *, timeout, workers, sweep_every=2.0):
+    """Play Celery beat (the stale sweep) and the workers' supervisor until ``tag``'s
+    messages are sent or failed."""
     from rchat import services
     from rchat.models import Message
 
@@ -151,6 +153,7 @@ def _wait_terminal(tag, total, *, timeout, sweep_every=2.0):
         if time.monotonic() > deadline:
             print()
             return states
+        workers.revive()
         if time.monotonic() - last_sweep > sweep_every:
             services.message_requeue_stale()
             last_sweep = time.monotonic()
@@ -171,11 +174,20 @@ def _count_outbound(tag, texts, sandbox, states):
 
 
 class _Workers:
+    """Celery workers kept running the way a process supervisor keeps them running.
+
+    ``revive()`` restarts a worker that exited on its own, as systemd's
+    ``Restart=always`` would: with Redis as the broker, kombu can end a worker
+    ("Unrecoverable error") when Redis goes away while the worker holds unacknowledged
+    wake-ups. What that worker held is the stale sweep's to wake again.
+    """
+
     def __init__(self, ctx, *, count=2, concurrency=4, broker=None):
         self.ctx = ctx
         self.broker = broker or ctx.broker
         self.concurrency = concurrency
         self.processes = [self.start() for _ in range(count)]
+        self.exits = []
 
     def start(self):
         return start_worker(
@@ -185,6 +197,17 @@ class _Workers:
             log_dir=self.ctx.logs,
             env_extra=self.ctx.env,
         )
+
+    def revive(self):
+        for index, process in enumerate(self.processes):
+            if process.poll() is not None:
+                self.exits.append(f"exit {process.returncode}: {log_tail(process, 1)}")
+                self.processes[index] = self.start()
+
+    def describe(self):
+        if not self.exits:
+            return ""
+        return f"; {len(self.exits)} worker exit(s), restarted ({'; '.join(self.exits)})"
 
     def __enter__(self):
         return self
@@ -200,7 +223,7 @@ class _Workers:
 def outage_503(ctx, *, sends=1000, outage_seconds=30.0, rooms=100, timeout=600.0):
     """The sandbox answers 503 to every Send Message for ``outage_seconds`` during the sends."""
     tag = f"o503-{int(time.time())}"
-    with SandboxProcess(log_dir=ctx.logs) as sandbox, _Workers(ctx) as _workers:
+    with SandboxProcess(log_dir=ctx.logs) as sandbox, _Workers(ctx) as workers:
         credential = _credential(sandbox.url)
         targets = _rooms(credential, rooms, tag)
         sandbox.client.inject(status=503, on="send")
@@ -208,7 +231,7 @@ def outage_503(ctx, *, sends=1000, outage_seconds=30.0, rooms=100, timeout=600.0
         clear.start()
         try:
             texts = _queue(targets, sends, tag)
-            states = _wait_terminal(tag, sends, timeout=timeout)
+            states = _wait_terminal(tag, sends, timeout=timeout, workers=workers)
         finally:
             clear.cancel()
             sandbox.client.clear_faults()
@@ -219,7 +242,7 @@ def outage_503(ctx, *, sends=1000, outage_seconds=30.0, rooms=100, timeout=600.0
         sends,
         lost,
         duplicated,
-        f"{detail}; {refused} calls answered 503",
+        f"{detail}; {refused} calls answered 503{workers.describe()}",
         {"answered_503": refused},
     )
 
@@ -235,15 +258,16 @@ def broker_down(ctx, *, sends=1000, rooms=50, down_seconds=5.0, timeout=300.0):
             credential = _credential(sandbox.url)
             targets = _rooms(credential, rooms, tag)
             sandbox.client.inject(latency_ms=20, on="send")
-            with _Workers(ctx, broker=broker.url):
+            with _Workers(ctx, broker=broker.url) as workers:
                 half = sends // 2
                 texts = _queue(targets, half, tag)
                 broker.stop()
                 texts += _queue(targets, sends - half, tag, start=half)
                 time.sleep(down_seconds)
                 broker.start()
-                states = _wait_terminal(tag, sends, timeout=timeout)
+                states = _wait_terminal(tag, sends, timeout=timeout, workers=workers)
             lost, duplicated, detail = _count_outbound(tag, texts, sandbox, states)
+            detail += workers.describe()
         finally:
             if saved is None:
                 os.environ.pop("CELERY_BROKER_URL", None)
@@ -253,7 +277,7 @@ def broker_down(ctx, *, sends=1000, rooms=50, down_seconds=5.0, timeout=300.0):
 
 
 def worker_killed(ctx, *, sends=1000, rooms=50, timeout=300.0):
-    """A worker is killed with SIGKILL mid-batch; another one takes over."""
+    """A worker is killed with SIGKILL mid-batch; a new one takes its place."""
     import signal
 
     tag = f"kill-{int(time.time())}"
@@ -269,15 +293,17 @@ def worker_killed(ctx, *, sends=1000, rooms=50, timeout=300.0):
         ):
             time.sleep(0.1)
         stop_process(workers.processes[0], signal.SIGKILL)
-        workers.processes.append(workers.start())
-        states = _wait_terminal(tag, sends, timeout=timeout)
+        workers.processes[0] = workers.start()
+        states = _wait_terminal(tag, sends, timeout=timeout, workers=workers)
         lost, duplicated, detail = _count_outbound(tag, texts, sandbox, states)
     return Outcome(
         "worker SIGKILL mid-batch",
         sends,
         lost,
         duplicated,
-        detail + "; a duplicate is a send R-Chat got before the worker could record it",
+        detail
+        + "; a duplicate is a send R-Chat got before the worker could record it"
+        + workers.describe(),
     )
 
 
