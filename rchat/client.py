@@ -16,6 +16,7 @@ from datetime import UTC
 from urllib.parse import urlsplit
 
 import requests
+from django.utils.translation import gettext as _
 
 from . import crypto
 from .conf import get_setting
@@ -151,12 +152,15 @@ class RChatClient:
     def __init__(self, *, base_url, token, connect_timeout=None, read_timeout=None):
         if not base_url:
             raise RChatConfigurationError(
-                'No R-Chat base URL: set the credential\'s base URL or RCHAT["API_BASE_URL"].'
+                _('No R-Chat base URL: set the credential\'s base URL or RCHAT["API_BASE_URL"].')
             )
         if not _is_http_url(base_url):
             raise RChatConfigurationError(
-                f"R-Chat base URL {base_url!r} is not an http(s) URL: fix the credential's "
-                'base URL or RCHAT["API_BASE_URL"].'
+                _(
+                    "R-Chat base URL %(url)r is not an http(s) URL: fix the credential's "
+                    'base URL or RCHAT["API_BASE_URL"].'
+                )
+                % {"url": base_url}
             )
         self.base_url = base_url.rstrip("/")
         self.token = token
@@ -178,8 +182,11 @@ class RChatClient:
         if not signature:
             body = self._excerpt(response, payload)
             raise RChatResponseError(
-                f"R-Chat answered Register with HTTP {response.status_code} from {url} but "
-                f"no signature token: {_show(body)}",
+                _(
+                    "R-Chat answered Register with HTTP %(status)s from %(url)s but "
+                    "no signature token: %(body)s"
+                )
+                % {"status": response.status_code, "url": url, "body": _show(body)},
                 status=response.status_code,
                 body=body,
             )
@@ -212,16 +219,21 @@ class RChatClient:
             )
         except requests.ConnectTimeout as exc:
             raise RChatUnavailableError(
-                f"Could not connect to R-Chat at {url} within {self.timeout[0]:g}s (time-out)"
+                _("Could not connect to R-Chat at %(url)s within %(seconds)gs (time-out)")
+                % {"url": url, "seconds": self.timeout[0]}
             ) from exc
         except requests.Timeout as exc:
             raise RChatUnavailableError(
-                f"R-Chat did not answer {url} within {self.timeout[1]:g}s (time-out)"
+                _("R-Chat did not answer %(url)s within %(seconds)gs (time-out)")
+                % {"url": url, "seconds": self.timeout[1]}
             ) from exc
         except requests.RequestException as exc:
             # Connection refused, DNS, TLS, a connection dropped mid-answer …
             reason = crypto.redact(_network_reason(exc), self.token)
-            raise RChatUnavailableError(f"Could not connect to R-Chat at {url}: {reason}") from exc
+            raise RChatUnavailableError(
+                _("Could not connect to R-Chat at %(url)s: %(reason)s")
+                % {"url": url, "reason": reason}
+            ) from exc
         logger.debug(
             "POST %s -> %s in %.0f ms",
             url,
@@ -244,19 +256,23 @@ class RChatClient:
         if 200 <= status < 300:
             return
         body = self._excerpt(response, self._json(response, required=False))
-        where = f"HTTP {status} from {url}"
+        where = _("HTTP %(status)s from %(url)s") % {"status": status, "url": url}
         if status in (401, 403):
             raise RChatAuthError(
-                f"R-Chat refused the Chatday-Token {crypto.mask(self.token)} ({where}): "
-                f"{_show(body)}",
+                _("R-Chat refused the Chatday-Token %(token)s (%(where)s): %(body)s")
+                % {"token": crypto.mask(self.token), "where": where, "body": _show(body)},
                 status=status,
                 body=body,
             )
         if status == 429:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            wait = f"retry after {retry_after}s" if retry_after is not None else "no Retry-After"
+            if retry_after is not None:
+                wait = _("retry after %(seconds)ss") % {"seconds": retry_after}
+            else:
+                wait = _("no Retry-After")
             raise RChatRateLimitedError(
-                f"R-Chat is rate limiting requests ({where}, {wait}): {_show(body)}",
+                _("R-Chat is rate limiting requests (%(where)s, %(wait)s): %(body)s")
+                % {"where": where, "wait": wait, "body": _show(body)},
                 status=status,
                 body=body,
                 retry_after=retry_after,
@@ -264,17 +280,26 @@ class RChatClient:
         if 300 <= status < 400:
             location = crypto.redact(response.headers.get("Location", ""), self.token)
             raise RChatRejectedError(
-                f"R-Chat redirected the request ({where} to {location or '?'}): "
-                "set the base URL to the address it redirects to",
+                _(
+                    "R-Chat redirected the request (%(where)s to %(location)s): "
+                    "set the base URL to the address it redirects to"
+                )
+                % {"where": where, "location": location or "?"},
                 status=status,
                 body=body,
             )
         if 400 <= status < 500:
             raise RChatRejectedError(
-                f"R-Chat rejected the request ({where}): {_show(body)}", status=status, body=body
+                _("R-Chat rejected the request (%(where)s): %(body)s")
+                % {"where": where, "body": _show(body)},
+                status=status,
+                body=body,
             )
         raise RChatUnavailableError(
-            f"R-Chat is unavailable ({where}): {_show(body)}", status=status, body=body
+            _("R-Chat is unavailable (%(where)s): %(body)s")
+            % {"where": where, "body": _show(body)},
+            status=status,
+            body=body,
         )
 
     def _json(self, response, *, required):
@@ -285,7 +310,8 @@ class RChatClient:
         except (ValueError, json.JSONDecodeError) as exc:
             if required:
                 raise RChatResponseError(
-                    f"R-Chat's answer is not JSON: {_show(self._excerpt(response))}",
+                    _("R-Chat's answer is not JSON: %(body)s")
+                    % {"body": _show(self._excerpt(response))},
                     status=response.status_code,
                     body=self._excerpt(response),
                 ) from exc
@@ -293,4 +319,4 @@ class RChatClient:
 
 
 def _show(body):
-    return repr(body) if body else "(empty body)"
+    return repr(body) if body else _("(empty body)")

@@ -9,6 +9,7 @@ from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.utils import translation
 from werkzeug import Response
 
 from rchat.client import RChatClient, parse_retry_after
@@ -151,6 +152,20 @@ def test_a_refused_token_is_an_auth_error_with_the_token_masked(rchat_server, cl
     assert str(error).startswith(
         f"R-Chat refused the Chatday-Token ••••{TOKEN[-4:]} (HTTP {status}"
     )
+
+
+def test_error_text_follows_the_active_language_and_still_masks_the_token(rchat_server, client):
+    """An operator reading the admin in Thai reads R-Chat's refusal in Thai."""
+    rchat_server.expect_oneshot_request(SEND).respond_with_json(
+        {"error": f"invalid token {TOKEN}"}, status=403
+    )
+
+    with translation.override("th"), pytest.raises(RChatAuthError) as caught:
+        client.send_message("c1", "text", "สวัสดี")
+
+    text = str(caught.value)
+    assert text.startswith(f"R-Chat ปฏิเสธ Chatday-Token ••••{TOKEN[-4:]} (HTTP 403 จาก ")
+    assert TOKEN not in text
 
 
 @pytest.mark.parametrize("status", [400, 404, 422])

@@ -1,4 +1,5 @@
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
 
 from rchat import services
 from rchat.models import WebhookEvent
@@ -33,12 +34,14 @@ class Command(BaseCommand):
             found = WebhookEvent.objects.in_bulk(ids)
             missing = [str(pk) for pk in ids if pk not in found]
             if missing:
-                raise CommandError(f"No webhook event with id {', '.join(missing)}.")
+                raise CommandError(
+                    _("No webhook event with id %(ids)s.") % {"ids": ", ".join(missing)}
+                )
             done = [str(pk) for pk in ids if found[pk].outcome not in REPROCESSABLE]
             if done:
                 raise CommandError(
-                    f"Webhook event {', '.join(done)} did not fail; only failed events "
-                    "are re-processed."
+                    _("Webhook event %(ids)s did not fail; only failed events are re-processed.")
+                    % {"ids": ", ".join(done)}
                 )
         events = WebhookEvent.objects.none()
         if failed or not ids:
@@ -49,13 +52,13 @@ class Command(BaseCommand):
 
         total = len(pks)
         counts = {}
-        self.stdout.write(f"Re-processing {total} webhook event(s)…")
+        self.stdout.write(_("Re-processing %(total)d webhook event(s)…") % {"total": total})
         for position, pk in enumerate(pks, start=1):
             # Read one by one: bodies can be large, and an event may have been
             # re-processed by someone else since the list was made.
             event = WebhookEvent.objects.filter(pk=pk, outcome__in=REPROCESSABLE).first()
             if event is None:
-                outcome, detail = "skipped", "no longer failed"
+                outcome, detail = "skipped", _("no longer failed")
             else:
                 try:
                     result = services.webhook_event_reprocess(event=event)
@@ -65,10 +68,18 @@ class Command(BaseCommand):
                     outcome = result.outcome
                     detail = result.event.error if outcome == WebhookEvent.Outcome.FAILED else ""
                     if result.message is not None:
-                        detail = f"message #{result.message.pk}"
+                        detail = _("message #%(id)s") % {"id": result.message.pk}
             counts[outcome] = counts.get(outcome, 0) + 1
-            line = f"[{position}/{total}] event #{pk}: {outcome}"
+            line = _("[%(position)d/%(total)d] event #%(id)s: %(outcome)s") % {
+                "position": position,
+                "total": total,
+                "id": pk,
+                "outcome": outcome,
+            }
             self.stdout.write(f"{line} ({detail})" if detail else line)
 
         summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
-        self.stdout.write(f"Re-processed {total} webhook event(s): {summary or 'nothing to do'}.")
+        self.stdout.write(
+            _("Re-processed %(total)d webhook event(s): %(summary)s.")
+            % {"total": total, "summary": summary or _("nothing to do")}
+        )
