@@ -1,5 +1,6 @@
 """The REST API: auth, permissions, lists, replies, actions, throttling, schema."""
 
+import jsonschema
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.cache import cache
@@ -314,6 +315,52 @@ def test_openapi_schema_lists_rchat_endpoints(api):
     assert "/rchat/api/rooms/" in paths
     assert "post" in paths["/rchat/api/rooms/{id}/messages/"]
     assert not any("webhook" in path for path in paths)
+
+
+GOOD_REPLIES = [
+    {"type": "text", "data": "ขอบคุณค่ะ 🙏"},
+    {"type": "image", "data": "https://example.com/a.png"},
+    {"type": "image", "data": {"url": "https://example.com/a.png", "preview": "x"}},
+    {"type": "file", "data": {"url": "http://example.com/a.pdf", "name": "a.pdf"}},
+    {"type": "sticker", "data": {"package_id": 11537, "sticker_id": "52002734"}},
+    {"type": "location", "data": {"latitude": 13.75, "longitude": 100.5, "title": "BKK"}},
+]
+BAD_REPLIES = [
+    {"type": "text", "data": ""},
+    {"type": "text", "data": " \n\t "},
+    {"type": "image", "data": "not-a-url"},
+    {"type": "file", "data": {"url": "javascript:alert(1)"}},
+    {"type": "file", "data": {"name": "no url"}},
+    {"type": "sticker", "data": {"package_id": "1"}},
+    {"type": "location", "data": {"latitude": 91, "longitude": 0}},
+    {"type": "location", "data": {"latitude": 0}},
+    {"type": "hologram", "data": "x"},
+]
+
+
+@pytest.fixture
+def reply_schema(api):
+    document = api.get(url("schema"), HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    operation = document["paths"]["/rchat/api/rooms/{id}/messages/"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    return jsonschema.Draft202012Validator({**schema, "components": document["components"]})
+
+
+@pytest.mark.parametrize("payload", GOOD_REPLIES, ids=lambda p: p["type"])
+def test_a_reply_the_schema_documents_is_accepted(api, reply_schema, payload):
+    """The schema describes each type's data, and what it describes is queued."""
+    assert list(reply_schema.iter_errors(payload)) == []
+    response = api.post(url("room-messages", pk=ChatRoomFactory().pk), payload, format="json")
+    assert response.status_code == 201, response.json()
+
+
+@pytest.mark.parametrize("payload", BAD_REPLIES, ids=lambda p: p["type"])
+def test_a_reply_the_api_refuses_does_not_match_the_schema(api, reply_schema, payload):
+    """The schema is no looser than the API: a client checking against it learns early."""
+    assert list(reply_schema.iter_errors(payload)) != []
+    response = api.post(url("room-messages", pk=ChatRoomFactory().pk), payload, format="json")
+    assert response.status_code == 400
+    assert set(response.json()) == {"detail", "errors"}
 
 
 def test_docs_page_uses_local_swagger_files(client):

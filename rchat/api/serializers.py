@@ -2,6 +2,7 @@
 
 from django.contrib.auth import get_user_model
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
 from ..models import ChatRoom, Message
@@ -73,6 +74,106 @@ class ReplySerializer(serializers.Serializer):
 
     type = serializers.CharField(max_length=50, help_text=_("text, image, file, sticker, location"))
     data = serializers.JSONField(help_text=_("The content; its shape depends on type."))
+
+
+# --- The reply's documented shapes ---------------------------------------------------
+# ReplySerializer takes any JSON ``data`` and services.message_send checks it by type
+# (one set of rules for the API, the inbox, admin and bots). These serializers only
+# describe those rules in the OpenAPI schema, one shape per type, so a client generated
+# from the schema sends what the API accepts.
+
+
+_URL_STRING = {"type": "string", "format": "uri", "pattern": "^https?://"}
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            _URL_STRING,
+            {
+                "type": "object",
+                "properties": {"url": _URL_STRING},
+                "required": ["url"],
+                "additionalProperties": True,
+            },
+        ]
+    }
+)
+class _MediaField(serializers.JSONField):
+    """An http(s) URL, or an object with ``url`` and extra fields sent as given."""
+
+
+@extend_schema_field({"oneOf": [{"type": "string", "minLength": 1}, {"type": "integer"}]})
+class _StickerIdField(serializers.JSONField):
+    """A string or a number, as R-Chat's sticker sets number them."""
+
+
+@extend_schema_field({"type": "string", "pattern": r"\S"})
+class _TextField(serializers.CharField):
+    """Not blank: at least one character that is not white space."""
+
+
+def _reply_type(name):
+    return serializers.ChoiceField(choices=[name])
+
+
+class TextReplySerializer(serializers.Serializer):
+    type = _reply_type("text")
+    data = _TextField(
+        help_text=_('Not blank; at most RCHAT["TEXT_MAX_LENGTH"] characters (5000).')
+    )
+
+
+class ImageReplySerializer(serializers.Serializer):
+    type = _reply_type("image")
+    data = _MediaField()
+
+
+class FileReplySerializer(serializers.Serializer):
+    type = _reply_type("file")
+    data = _MediaField()
+
+
+class StickerDataSerializer(serializers.Serializer):
+    package_id = _StickerIdField()
+    sticker_id = _StickerIdField()
+
+
+class StickerReplySerializer(serializers.Serializer):
+    type = _reply_type("sticker")
+    data = StickerDataSerializer()
+
+
+class LocationDataSerializer(serializers.Serializer):
+    latitude = serializers.FloatField(min_value=-90, max_value=90)
+    longitude = serializers.FloatField(min_value=-180, max_value=180)
+    title = serializers.CharField(required=False)
+    address = serializers.CharField(required=False)
+
+
+class LocationReplySerializer(serializers.Serializer):
+    type = _reply_type("location")
+    data = LocationDataSerializer()
+
+
+REPLY_SCHEMA = PolymorphicProxySerializer(
+    component_name="Reply",
+    serializers={
+        "text": TextReplySerializer,
+        "image": ImageReplySerializer,
+        "file": FileReplySerializer,
+        "sticker": StickerReplySerializer,
+        "location": LocationReplySerializer,
+    },
+    resource_type_field_name="type",
+)
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every 4xx of the API: a reason, and the wrong fields when there are some."""
+
+    detail = serializers.CharField()
+    errors = serializers.DictField(child=serializers.JSONField(), required=False)
 
 
 class AssignSerializer(serializers.Serializer):

@@ -26,8 +26,10 @@ from ..exceptions import InvalidMessage
 from ..models import ChatRoom, Message
 from .permissions import CanSeeChatRooms
 from .serializers import (
+    REPLY_SCHEMA,
     AssignSerializer,
     ChatRoomSerializer,
+    ErrorSerializer,
     MessageSerializer,
     ReplySerializer,
     RoomFilterSerializer,
@@ -137,8 +139,8 @@ class RoomMessagesView(RChatAPIView, generics.ListAPIView):
         return selectors.room_messages(room=self.get_room())
 
     @extend_schema(
-        request=ReplySerializer,
-        responses={201: MessageSerializer},
+        request=REPLY_SCHEMA,
+        responses={201: MessageSerializer, 400: ErrorSerializer},
         description=(
             "Queue a reply; a worker sends it to R-Chat. Bad input or a closed room: 400 "
             'with {"detail": ..., "errors": {field: reason}} and nothing queued.'
@@ -208,7 +210,7 @@ class RoomReadView(_RoomActionView):
 class MessageRetryView(RChatAPIView):
     serializer_class = MessageSerializer
 
-    @extend_schema(request=None, responses={200: MessageSerializer})
+    @extend_schema(request=None, responses={200: MessageSerializer, 400: ErrorSerializer})
     def post(self, request, pk, message_pk):
         """Send a failed reply again (400 if it has not failed or the room is closed)."""
         room = self.get_room()
