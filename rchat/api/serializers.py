@@ -119,9 +119,7 @@ def _reply_type(name):
 
 class TextReplySerializer(serializers.Serializer):
     type = _reply_type("text")
-    data = _TextField(
-        help_text=_('Not blank; at most RCHAT["TEXT_MAX_LENGTH"] characters (5000).')
-    )
+    data = _TextField(help_text=_('Not blank; at most RCHAT["TEXT_MAX_LENGTH"] characters (5000).'))
 
 
 class ImageReplySerializer(serializers.Serializer):
