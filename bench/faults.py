@@ -15,6 +15,7 @@ import argparse
 import http.client
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -489,9 +490,12 @@ def schemathesis_api(ctx, *, examples=50, max_seconds=300, phases="examples,fuzz
         words = part.split()
         if len(words) == 2 and words[0].isdigit():
             counts[words[1]] = int(words[0])
-    server_errors = counts.get("failed", 0)
-    # A non-zero exit without failed cases is schemathesis's own trouble (a crash,
-    # no schema): reported, and counted as no server error of ours.
+    # Its failure summary names the check: "ST101 Server error: N". Older summaries
+    # only said "N failed" (with one check, every failure is a 5xx).
+    named = re.search(r"Server error: (\d+)", output)
+    server_errors = int(named[1]) if named else counts.get("failed", 0)
+    # A non-zero exit without a server error is schemathesis's own trouble (a crash,
+    # no schema): reported, and the test still fails on the exit code.
     return Outcome(
         "schemathesis on the REST API",
         counts.get("generated", 0),

@@ -457,6 +457,23 @@ def _validate_location(data, errors):
     return data
 
 
+def _unstorable(value):
+    """True when a string in ``value`` (keys included) holds what PostgreSQL refuses."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return True
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_unstorable(k) or _unstorable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_unstorable(v) for v in value)
+    return False
+
+
 _OUTBOUND_VALIDATORS = {
     "text": _validate_text,
     "image": _validate_media,
@@ -480,7 +497,12 @@ def outbound_validate(type, data):
         }
         raise InvalidMessage(reason, errors={"type": reason})
     errors = {}
-    data = validator(data, errors)
+    if _unstorable(data):
+        errors["data"] = _(
+            "Contains a NUL character or an unpaired surrogate, which cannot be stored or sent."
+        )
+    else:
+        data = validator(data, errors)
     if errors:
         details = "; ".join(f"{field}: {reason}" for field, reason in errors.items())
         raise InvalidMessage(

@@ -188,6 +188,7 @@ def test_post_a_reply_queues_it(api, bot):
         ({"type": "image", "data": "not-a-url"}, "url"),
         ({"type": "file", "data": {"url": "javascript:alert(1)"}}, "url"),
         ({"type": "sticker", "data": {"package_id": "1"}}, "sticker_id"),
+        ({"type": "location", "data": {"latitude": 1, "longitude": 2, "title": "a\x00"}}, "data"),
         ({"type": "hologram", "data": "x"}, "type"),
         ({"data": "no type"}, "type"),
         ({"type": "text"}, "data"),

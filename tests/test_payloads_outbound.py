@@ -83,6 +83,24 @@ def test_location_bounds_are_inclusive():
     assert outbound_validate("location", {"latitude": -90, "longitude": 180})
 
 
+@pytest.mark.parametrize(
+    ("type", "data"),
+    [
+        ("text", "hello\x00"),
+        ("image", {"url": "https://example.com/a.png", "name": "a\x00.png"}),
+        ("location", {"latitude": 1, "longitude": 2, "title": "\ud800"}),
+        ("sticker", {"package_id": 1, "sticker_id": 2, "\x00": []}),
+    ],
+    ids=["text-nul", "media-nul", "location-surrogate", "sticker-nul-key"],
+)
+def test_strings_the_database_cannot_store_are_refused(type, data):
+    """PostgreSQL refuses NUL and lone surrogates: a clear error, not a 500 on save."""
+    with pytest.raises(InvalidMessage) as caught:
+        outbound_validate(type, data)
+    assert set(caught.value.errors) == {"data"}
+    assert "NUL" in caught.value.errors["data"]
+
+
 def test_unknown_type_is_refused_naming_the_known_ones():
     with pytest.raises(InvalidMessage) as caught:
         outbound_validate("video", "https://x.example/v.mp4")
