@@ -457,23 +457,6 @@ def _validate_location(data, errors):
     return data
 
 
-def _unstorable(value):
-    """True when a string in ``value`` (keys included) holds what PostgreSQL refuses."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            return True
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return True
-        return False
-    if isinstance(value, dict):
-        return any(_unstorable(k) or _unstorable(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_unstorable(v) for v in value)
-    return False
-
-
 _OUTBOUND_VALIDATORS = {
     "text": _validate_text,
     "image": _validate_media,
@@ -497,7 +480,8 @@ def outbound_validate(type, data):
         }
         raise InvalidMessage(reason, errors={"type": reason})
     errors = {}
-    if _unstorable(data):
+    # What inbound_clean would change is what PostgreSQL refuses (NUL, lone surrogates).
+    if inbound_clean(data) != data:
         errors["data"] = _(
             "Contains a NUL character or an unpaired surrogate, which cannot be stored or sent."
         )
