@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint install clean messages
+.PHONY: run test lint install clean messages matrix
 
 $(BIN)/python:
 	@echo "==> Creating the virtualenv in $(VENV) with $(PYTHON)"
@@ -24,6 +24,11 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The suite on every supported Django, each with its own Python (noxfile.py; venvs in
+# .nox/). One cell: make matrix NOX_ARGS="-s \"tests(django='6.1')\"".
+matrix: $(STAMP)
+	$(BIN)/nox $(NOX_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

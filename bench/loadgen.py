@@ -105,7 +105,9 @@ def run_load(*, port, path, headers, tag, requests, clients, rooms, max_seconds,
         )
         for client in range(clients)
     ]
-    context = multiprocessing.get_context("fork")
+    # Not "fork": the caller may have threads (a test run does), and forking a
+    # multi-threaded process can deadlock the child (Python 3.12+ warns about it).
+    context = multiprocessing.get_context("forkserver")
     with context.Pool(clients) as pool:
         outcomes = pool.map(_client, jobs)
     result = LoadResult()

@@ -67,7 +67,8 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "project.urls"
 WSGI_APPLICATION = "project.wsgi.application"
-LOGIN_URL = "login"
+# Agents sign in on rchat's own page; they need not be staff (admin's login is for staff).
+LOGIN_URL = "rchat:login"
 LOGIN_REDIRECT_URL = "rchat:inbox"
 
 TEMPLATES = [
@@ -157,8 +158,9 @@ if os.environ.get("RCHAT_ENCRYPTION_KEYS"):
 if os.environ.get("RCHAT_ON_MESSAGE"):
     RCHAT["ON_MESSAGE"] = os.environ["RCHAT_ON_MESSAGE"]
 
+# No DEFAULT_SCHEMA_CLASS: rchat's API documents itself with drf-spectacular whatever
+# it is, and most sites leave DRF's own.
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",

@@ -155,8 +155,11 @@ class CredentialAdmin(admin.ModelAdmin):
             return obj.last_error
         return format_html("{}<br><small>{}</small>", plain, obj.last_error)
 
+    # Each action calls R-Chat and changes the credential: it needs "change", not only
+    # "view" (an action without permissions is offered to anyone who sees the list).
     @admin.action(
-        description=_("Rotate the signature token (the old one works for a grace period)")
+        description=_("Rotate the signature token (the old one works for a grace period)"),
+        permissions=["change"],
     )
     def rotate(self, request, queryset):
         done = 0
@@ -184,7 +187,7 @@ class CredentialAdmin(admin.ModelAdmin):
                 messages.SUCCESS,
             )
 
-    @admin.action(description=_("Test the connection to R-Chat"))
+    @admin.action(description=_("Test the connection to R-Chat"), permissions=["change"])
     def test_connection(self, request, queryset):
         for credential in queryset:
             try:
@@ -208,7 +211,7 @@ class CredentialAdmin(admin.ModelAdmin):
                     messages.SUCCESS,
                 )
 
-    @admin.action(description=_("Register with R-Chat"))
+    @admin.action(description=_("Register with R-Chat"), permissions=["change"])
     def register(self, request, queryset):
         done = 0
         for credential in queryset:

@@ -2,8 +2,11 @@
 
 from urllib.parse import urlsplit
 
+from django.apps import apps
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
+from django.shortcuts import resolve_url
+from django.urls import NoReverseMatch, Resolver404, resolve
 from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS, get_setting, unknown_settings
@@ -45,10 +48,39 @@ def check_settings(app_configs=None, **kwargs):
                 id="rchat.E004",
             )
         )
+    errors.extend(_check_apps())
     errors.extend(_check_hook())
     errors.extend(_check_encryption_keys())
     errors.extend(_check_broker())
     return errors
+
+
+#: Apps rchat cannot work without, beyond Django's auth, contenttypes and sessions:
+#: DRF and its token table (bots sign in with a token), the API schema and the files
+#: of its docs page (served by the site, not a CDN).
+REQUIRED_APPS = (
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+)
+
+
+def _check_apps():
+    missing = [name for name in REQUIRED_APPS if not apps.is_installed(name)]
+    if not missing:
+        return []
+    return [
+        Error(
+            f"rchat needs these apps in INSTALLED_APPS: {', '.join(missing)}.",
+            hint="Add them before 'rchat' (README: Add rchat to an existing Django site).",
+            id="rchat.E007",
+        )
+    ]
 
 
 def _check_hook():
@@ -125,6 +157,34 @@ def _check_broker():
                 )
             )
     return problems
+
+
+@register(Tags.urls)
+def check_login_url(app_configs=None, **kwargs):
+    """The inbox sends people who are not signed in to LOGIN_URL: it must exist."""
+    login_url = str(settings.LOGIN_URL)
+    try:
+        url = resolve_url(login_url)
+    except NoReverseMatch:
+        url = None
+    if url and urlsplit(url).netloc:
+        return []  # Another site's sign-in (single sign-on): not ours to resolve.
+    if url:
+        try:
+            resolve(urlsplit(url).path)
+        except Resolver404:
+            url = None
+    if url:
+        return []
+    return [
+        Warning(
+            f"LOGIN_URL = {login_url!r} is not a page of this site, so agents who are not "
+            "signed in get a 404 from the inbox.",
+            hint='Set LOGIN_URL = "rchat:login" to use rchat\'s sign-in page, or point it '
+            "at your site's own.",
+            id="rchat.W003",
+        )
+    ]
 
 
 @register(Tags.database)

@@ -20,10 +20,7 @@ from .conf import get_setting
 from .exceptions import DecryptionError, RChatConfigurationError
 
 MASK = "••••"
-KEY_HINT = (
-    'Make a key with: python -c "from cryptography.fernet import Fernet; '
-    'print(Fernet.generate_key().decode())"'
-)
+KEY_HINT = "Make a key with: python manage.py rchat_generate_key"
 
 
 def derive_key(secret):

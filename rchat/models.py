@@ -78,13 +78,25 @@ class Credential(models.Model):
         return crypto.mask(self.signature_token)
 
     def webhook_path(self):
+        """This credential's own webhook path, which accepts its signature token only.
+
+        Not the one to give R-Chat in most sites (see ``webhook_url``): it is for two
+        credentials that can share a signature token, such as one R-Chat account
+        registered by staging and production on the same site.
+        """
         from django.urls import reverse
 
         return reverse("rchat:webhook-key", kwargs={"key": self.webhook_key})
 
     def webhook_url(self):
-        """The URL to paste into R-Chat's webhook setting (needs RCHAT["SITE_URL"])."""
-        return urljoin(get_setting("SITE_URL") or "/", self.webhook_path())
+        """The URL to paste into R-Chat's webhook setting (needs RCHAT["SITE_URL"]).
+
+        The site's one webhook, the same for every credential: the signature token
+        each call carries says which credential it belongs to.
+        """
+        from django.urls import reverse
+
+        return urljoin(get_setting("SITE_URL") or "/", reverse("rchat:webhook"))
 
 
 class ChatRoom(models.Model):

@@ -63,6 +63,11 @@ TYPE_MAX = 50
 NAME_MAX = 255
 AVATAR_MAX = 1000
 EXTERNAL_ID_MAX = 255
+# How deep arrays and objects may nest in a body. Without a limit of its own, how deep
+# json.loads goes depends on the Python version (about 1,000 levels on 3.11, thousands
+# on 3.13), and a body it reads could still exhaust the recursion limit in the code
+# that walks it (inbound_clean) and fail the call with a 500.
+INBOUND_DEPTH_MAX = 200
 
 
 class InvalidPayload(ValueError):
@@ -112,9 +117,10 @@ def inbound_load(body):
         return None
     try:
         payload = json.loads(text, parse_constant=_reject_constant)
+        _check_depth(payload, INBOUND_DEPTH_MAX)
     except (ValueError, RecursionError) as exc:
-        # ValueError covers JSONDecodeError and over-long integers; deep nesting
-        # exhausts the recursion limit.
+        # ValueError covers JSONDecodeError, over-long integers and nesting deeper
+        # than INBOUND_DEPTH_MAX; deeper still exhausts json's own recursion limit.
         raise InvalidPayload(
             _("The body is not valid JSON: %(reason)s") % {"reason": _short(exc, 120)}
         ) from exc
@@ -123,6 +129,25 @@ def inbound_load(body):
             _("The body must be a JSON object, not %(kind)s.") % {"kind": _json_kind(payload)}
         )
     return payload
+
+
+def _check_depth(value, limit):
+    """Raise ValueError when arrays and objects in ``value`` nest more than ``limit`` deep.
+
+    One level at a time rather than recursively, so that any depth can be measured.
+    """
+    level = [value] if isinstance(value, dict | list) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            raise ValueError(f"arrays and objects nested more than {limit} levels deep")
+        level = [
+            child
+            for item in level
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, dict | list)
+        ]
 
 
 def inbound_parse(payload):

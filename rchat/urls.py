@@ -9,6 +9,9 @@ app_name = "rchat"
 urlpatterns = [
     path("webhook/", webhooks.WebhookView.as_view(), name="webhook"),
     path("webhook/<str:key>/", webhooks.WebhookView.as_view(), name="webhook-key"),
+    # --- Signing in (for sites without a login page: LOGIN_URL = "rchat:login")
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
     # --- Agent inbox and REST API
     path("inbox/", views.inbox, name="inbox"),
     path("inbox/rooms/", views.room_list_partial, name="inbox-rooms"),

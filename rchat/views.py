@@ -11,12 +11,13 @@ reopening need ``rchat.reply_chatroom`` as well, checked again on every POST.
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
+from django.urls import reverse, reverse_lazy
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -141,6 +142,28 @@ def _back_to_room(request, room):
     url = reverse("rchat:inbox-room", kwargs={"pk": room.pk})
     query = _querystring(_filters(request))
     return redirect(f"{url}?{query}" if query else url)
+
+
+# --- Signing in and out ----------------------------------------------------------------
+
+
+class LoginView(auth_views.LoginView):
+    """rchat's sign-in page, for sites that have none: ``LOGIN_URL = "rchat:login"``.
+
+    Agents need not be staff, so admin's login (staff only) cannot be theirs. Without
+    a ``next`` it leads to the inbox, not to ``LOGIN_REDIRECT_URL``: this page is the
+    inbox's door, and a new site's default (``/accounts/profile/``) does not exist.
+    """
+
+    template_name = "rchat/login.html"
+    redirect_authenticated_user = True
+    next_page = reverse_lazy("rchat:inbox")
+
+
+class LogoutView(auth_views.LogoutView):
+    """Sign out (a POST, as Django requires) and come back to rchat's sign-in page."""
+
+    next_page = reverse_lazy("rchat:login")
 
 
 # --- Pages -----------------------------------------------------------------------------

@@ -129,3 +129,14 @@ def celery_eager():
     conf.task_always_eager = True
     yield
     conf.task_always_eager = before
+
+
+# --- The package as a site installs it -------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def built_dists(tmp_path_factory):
+    """rchat's sdist and wheel, built once per run: ``(sdist_path, wheel_path)``."""
+    from tests.packaging import build_dists
+
+    return build_dists(tmp_path_factory.mktemp("dist"))

@@ -107,7 +107,7 @@ def test_e002_fires_for_invalid_encryption_keys(quiet, rchat, keys, says):
     error = only(check_settings(), "rchat.E002")
 
     assert says in error.msg
-    assert "Fernet.generate_key()" in error.hint
+    assert "python manage.py rchat_generate_key" in error.hint
 
 
 @pytest.mark.parametrize("keys", [[], [Fernet.generate_key().decode()] * 2])

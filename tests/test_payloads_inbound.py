@@ -5,7 +5,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from rchat.payloads import InvalidPayload, inbound_load, inbound_parse, inbound_text
+from rchat.payloads import (
+    INBOUND_DEPTH_MAX,
+    InvalidPayload,
+    inbound_load,
+    inbound_parse,
+    inbound_text,
+)
 
 
 def parse(body):
@@ -43,6 +49,11 @@ def test_a_body_without_a_message_is_a_verify_ping(body):
         (b"{bad json", "not valid JSON"),
         (b'{"chat_id": "c", "message": {"type": "text", "data": Infinity}}', "not valid JSON"),
         (b"[" * 5000 + b"]" * 5000, "not valid JSON"),
+        # json.loads reads this on Python 3.12 and 3.13; inbound_clean could not walk it.
+        (
+            b'{"chat_id": "c", "message": {"data": ' + b"[" * 1500 + b"]" * 1500 + b"}}",
+            "not valid JSON",
+        ),
         ("สวัสดี".encode("tis-620"), "not UTF-8"),
     ],
 )
@@ -50,6 +61,22 @@ def test_what_cannot_be_a_message_is_refused_with_a_clear_reason(body, reason):
     with pytest.raises(InvalidPayload) as error:
         parse(body)
     assert reason in str(error.value)
+
+
+def nested(depth):
+    """A message whose data is ``depth`` arrays one inside the other."""
+    return b'{"chat_id": "c", "message": {"data": ' + b"[" * depth + b"]" * depth + b"}}"
+
+
+def test_arrays_and_objects_may_nest_as_deep_as_the_limit_and_no_deeper():
+    # The body and its message are two of the levels; data's arrays are the rest.
+    data = parse(nested(INBOUND_DEPTH_MAX - 2)).data
+    for _ in range(INBOUND_DEPTH_MAX - 3):
+        (data,) = data
+    assert data == []
+
+    with pytest.raises(InvalidPayload, match=f"nested more than {INBOUND_DEPTH_MAX} levels"):
+        parse(nested(INBOUND_DEPTH_MAX - 1))
 
 
 def test_data_may_be_a_string_or_an_object_and_is_kept_as_it_came():

@@ -181,6 +181,8 @@ class SandboxState:
         # them, and their signature tokens are the same as on any earlier run.
         self.given_tokens = list(dict.fromkeys(t for t in tokens if t))
         self.registered = list(self.given_tokens)
+        # The token of the last Register call; it signs the webhooks from then on.
+        self.last_registered = None
         self.chats = {}
         self.sends = []
         self.calls = []
@@ -202,6 +204,7 @@ class SandboxState:
             if token in self.registered:
                 self.registered.remove(token)
             self.registered.append(token)
+            self.last_registered = token
             return self.signature_for(token)
 
     def is_registered(self, token):
@@ -212,13 +215,16 @@ class SandboxState:
     def account_token(self):
         """The token whose signature token the webhooks carry.
 
-        The first token given, else the one registered last, else the demo token.
+        The sandbox plays one R-Chat account at a time, the one a site registered last:
+        the token of the last Register call since it started, else the first token it
+        was given, else the demo token. So a site that registers its credential with a
+        running sandbox gets webhooks it can verify, whatever the sandbox started with.
         """
         with self.lock:
+            if self.last_registered:
+                return self.last_registered
             if self.given_tokens:
                 return self.given_tokens[0]
-            if self.registered:
-                return self.registered[-1]
             return DEMO_TOKEN
 
     # --- faults -------------------------------------------------------------------

@@ -3,8 +3,9 @@
 Admin, views, the API, tasks and management commands parse their input, call one of
 these functions and answer; they do not write rows themselves. Functions are named
 ``<thing>_<action>`` and take keyword arguments only. One module per part:
-``credentials``, ``rooms``, ``outbound`` (sending) and ``inbound`` (webhooks); every
-public function is importable from ``rchat.services`` itself.
+``credentials``, ``rooms``, ``outbound`` (sending), ``inbound`` (webhooks) and ``staff``
+(the operators' and agents' groups); every public function is importable from
+``rchat.services`` itself.
 """
 
 from .credentials import (
@@ -31,6 +32,7 @@ from .outbound import (
     message_send,
 )
 from .rooms import room_assign, room_close, room_get_or_create, room_mark_read, room_reopen
+from .staff import staff_groups_sync, staff_member_add
 
 __all__ = [
     "Delivery",
@@ -52,6 +54,8 @@ __all__ = [
     "room_get_or_create",
     "room_mark_read",
     "room_reopen",
+    "staff_groups_sync",
+    "staff_member_add",
     "webhook_event_reprocess",
     "webhook_receive",
     "webhook_refuse",

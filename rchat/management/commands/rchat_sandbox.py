@@ -48,7 +48,8 @@ class Command(BaseCommand):
             metavar="TOKEN",
             help=_(
                 "A Chatday-Token this R-Chat issued (repeatable); counts as registered. The "
-                "first one signs the webhooks. Default: the demo token."
+                "first one signs the webhooks until a site registers a token, which signs "
+                "them from then on. Default: the demo token."
             ),
         )
         faults = parser.add_argument_group(_("faults played from the start"))

@@ -1,0 +1,38 @@
+# --- rchat -----------------------------------------------------------------------------
+# The end of mysite/settings.py. Values come from the environment; each has a default
+# that works on a developer's machine.
+import os
+
+INSTALLED_APPS += [
+    "rest_framework",
+    "rest_framework.authtoken",  # bots sign in to the API with a token
+    "drf_spectacular",  # the API's schema, at /rchat/api/schema/
+    "drf_spectacular_sidecar",  # its docs page's files, served by your site (no CDN)
+    "rchat",
+]
+
+RCHAT = {
+    # R-Chat's API origin; a credential's own base URL (set in admin) wins over it.
+    "API_BASE_URL": os.environ.get("RCHAT_API_BASE_URL", ""),
+    # Your site's public origin, under which rchat prints the webhook URL.
+    "SITE_URL": os.environ.get("RCHAT_SITE_URL", "http://127.0.0.1:8000"),
+    # Fernet keys for the tokens at rest, comma-separated: the first encrypts, all
+    # decrypt. Make one with `python manage.py rchat_generate_key`. Unset, a key is
+    # derived from SECRET_KEY.
+    "ENCRYPTION_KEYS": [k for k in os.environ.get("RCHAT_ENCRYPTION_KEYS", "").split(",") if k],
+}
+
+# Where the inbox sends agents who are not signed in. rchat's own page serves sites that
+# have none (admin's login admits staff only); a site with a sign-in page keeps its own.
+LOGIN_URL = "rchat:login"
+
+# Celery: mysite/celery.py reads every CELERY_ setting.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+# Above rchat's longest retry delay (RCHAT["RETRY_MAX_DELAY"], 600 s), so Redis never
+# hands a delayed delivery to a second worker (check rchat.W002).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BEAT_SCHEDULE = {
+    # Hands outbound messages whose wake-up was lost to a worker again.
+    "rchat-requeue-stale": {"task": "rchat.tasks.requeue_stale", "schedule": 60.0},
+}
