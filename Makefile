@@ -59,3 +59,10 @@ bench: $(STAMP)
 
 faults: $(STAMP)
 	$(BIN)/python -m bench.faults $(FAULTS_ARGS)
+
+# The sdist and the wheel a site installs (README: Add rchat to an existing Django site).
+.PHONY: dist
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --no-isolation --outdir dist .
+	$(BIN)/twine check --strict dist/*

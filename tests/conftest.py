@@ -1,7 +1,7 @@
 """Shared fixtures, and the rule for tests that need a server.
 
-Tests marked ``postgres`` or ``redis`` need that server. On a machine without it they
-are skipped, and the reason says which variable to set; with
+Tests marked ``postgres``, ``redis`` or ``rabbitmq`` need that server. On a machine
+without it they are skipped, and the reason says which variable to set; with
 ``RCHAT_REQUIRE_SERVICES=1`` (as CI sets) a missing server fails the test instead.
 """
 
@@ -34,6 +34,19 @@ def redis_url():
         return None
 
 
+def amqp_url():
+    """The RabbitMQ URL tests may use (RCHAT_AMQP_URL), or None when unset or unreachable."""
+    url = os.environ.get("RCHAT_AMQP_URL", "")
+    if not url.startswith("amqp://"):
+        return None
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 5672), timeout=1):
+            return url
+    except OSError:
+        return None
+
+
 def pytest_runtest_setup(item):
     if item.get_closest_marker("postgres"):
         engine = settings.DATABASES["default"]["ENGINE"]
@@ -41,6 +54,8 @@ def pytest_runtest_setup(item):
             _missing("needs PostgreSQL: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/test")
     if item.get_closest_marker("redis") and redis_url() is None:
         _missing("needs Redis: set CELERY_BROKER_URL=redis://127.0.0.1:6379/0")
+    if item.get_closest_marker("rabbitmq") and amqp_url() is None:
+        _missing("needs RabbitMQ: set RCHAT_AMQP_URL=amqp://guest:guest@127.0.0.1:5672//")
 
 
 @pytest.fixture(autouse=True)

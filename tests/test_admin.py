@@ -654,3 +654,17 @@ def test_conversation_and_reply_form_are_in_thai(client, operator):
     ).content.decode()
     assert "บทสนทนา" in page
     assert "ส่งคำตอบ" in page
+
+
+def test_credential_actions_are_offered_only_to_those_who_may_change_credentials(client):
+    """Register, Rotate and Test call R-Chat and change the row: "view" is not enough."""
+    CredentialFactory()
+    actions = ("register", "rotate", "test_connection")
+
+    _staff_with(client, "view_credential")
+    viewer_page = client.get(reverse("admin:rchat_credential_changelist")).content.decode()
+    _staff_with(client, "view_credential", "change_credential")
+    changer_page = client.get(reverse("admin:rchat_credential_changelist")).content.decode()
+
+    assert [a for a in actions if f'value="{a}"' in viewer_page] == []
+    assert [a for a in actions if f'value="{a}"' in changer_page] == list(actions)

@@ -24,7 +24,7 @@ import pytest
 import requests
 
 from rchat.sandbox import SandboxClient
-from tests.conftest import redis_url
+from tests.conftest import amqp_url, redis_url
 from tests.processes import ROOT, eventually, stop
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -32,6 +32,9 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow, pytest.
 RECIPE = ROOT / "docs" / "example_site"
 TOKEN = "cdt_adoption_token_0001"
 PASSWORD = "adopt-rchat-pass-1"
+#: The README's worker and beat command lines, after ``celery`` (tests/test_readme.py).
+WORKER = ("-A", "mysite", "worker", "--loglevel=info")
+BEAT = ("-A", "mysite", "beat", "--loglevel=info")
 
 
 def _free_port():
@@ -63,11 +66,11 @@ class Site:
         self.root, self.venv, self.env = root, venv, env
         self.python = str(venv / "bin" / "python")
 
-    def manage(self, *args, input=None, check=True):
+    def manage(self, *args, input=None, check=True, env=None):
         result = subprocess.run(  # noqa: S603 - the test site's own manage.py
             [self.python, "manage.py", *args],
             cwd=self.root,
-            env=self.env,
+            env={**self.env, **(env or {})},
             input=input,
             capture_output=True,
             text=True,
@@ -100,6 +103,30 @@ class Site:
         if process.poll() is not None:
             pytest.fail(f"The site's {name} exited:\n{text[-4000:]}")
         return process
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def start_sandbox(self):
+        """``rchat_sandbox`` from the wheel, posting to this site's one webhook URL."""
+        process = self.start(
+            "sandbox",
+            [
+                *(self.python, "manage.py", "rchat_sandbox", "--port", "0", "--token", TOKEN),
+                *("--webhook-url", f"{self.url}/rchat/webhook/"),
+            ],
+            ready=lambda text: "listening on" in text,
+        )
+        first_line = process.log.read_text("utf-8").split("\n", 1)[0]
+        return process, SandboxClient(first_line.rsplit(" ", 1)[-1].strip())
+
+    def register(self, sandbox):
+        """``rchat_register`` the sandbox's token, read from standard input."""
+        return self.manage(
+            *("rchat_register", "--name", "shop", "--token", "-", "--base-url", sandbox.url),
+            input=TOKEN + "\n",
+        ).stdout.splitlines()
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +194,10 @@ def site(built_dists, tmp_path_factory):
         }
     )
     made = Site(root, venv, env)
-    made.web_port, made.broker = web_port, broker
+    made.web_port, made.broker, made.wheel = web_port, broker, wheel
+    # Step 5 of the recipe, the encryption key, then its step 6's migrate.
+    made.env["RCHAT_ENCRYPTION_KEYS"] = made.manage("rchat_generate_key").stdout.strip()
+    made.manage("migrate", "--noinput")
     try:
         yield made
     finally:
@@ -214,7 +244,6 @@ def test_a_new_site_installs_the_wheel_applies_the_recipe_and_answers_end_users(
     assert rchat_file.startswith(str(site.venv)), rchat_file
     assert not rchat_file.startswith(str(ROOT / "rchat"))
 
-    site.manage("migrate", "--noinput")
     checked = site.manage("check", "--database", "default", "--fail-level", "WARNING")
     assert "System check identified no issues (0 silenced)." in checked.stdout, checked.stdout
     # The Thai catalogue came with the wheel, compiled.
@@ -236,9 +265,7 @@ def test_a_new_site_installs_the_wheel_applies_the_recipe_and_answers_end_users(
     groups = site.manage("rchat_groups", "--operator", "olivia", "--agent", "arthit").stdout
     assert "olivia is in R-Chat operators." in groups and "arthit is in R-Chat agents." in groups
 
-    key = site.manage("rchat_generate_key").stdout.strip()
-    site.env["RCHAT_ENCRYPTION_KEYS"] = key
-    base = f"http://127.0.0.1:{site.web_port}"
+    base = site.url
     processes = []
     try:
         processes.append(
@@ -251,7 +278,7 @@ def test_a_new_site_installs_the_wheel_applies_the_recipe_and_answers_end_users(
         processes.append(
             site.start(
                 "worker",
-                [str(site.venv / "bin" / "celery"), "-A", "mysite", "worker", "--loglevel=info"],
+                [str(site.venv / "bin" / "celery"), *WORKER],
                 ready=lambda text: " ready." in text,
             )
         )
@@ -259,34 +286,15 @@ def test_a_new_site_installs_the_wheel_applies_the_recipe_and_answers_end_users(
             site.start(
                 "beat",
                 [
-                    *(str(site.venv / "bin" / "celery"), "-A", "mysite", "beat", "--loglevel=info"),
+                    *(str(site.venv / "bin" / "celery"), *BEAT),
                     *("--schedule", str(site.root / "celerybeat-schedule")),
                 ],
                 ready=lambda text: "beat: Starting..." in text,
             )
         )
-        sandbox_process = site.start(
-            "sandbox",
-            [
-                *(site.python, "manage.py", "rchat_sandbox", "--port", "0", "--token", TOKEN),
-                *("--webhook-url", f"{base}/rchat/webhook/"),
-            ],
-            ready=lambda text: "listening on" in text,
-        )
+        sandbox_process, sandbox = site.start_sandbox()
         processes.append(sandbox_process)
-        first_line = sandbox_process.log.read_text("utf-8").split("\n", 1)[0]
-        sandbox = SandboxClient(first_line.rsplit(" ", 1)[-1].strip())
-
-        registered = site.manage(
-            "rchat_register",
-            "--name",
-            "shop",
-            "--token",
-            "-",
-            "--base-url",
-            sandbox.url,
-            input=TOKEN + "\n",
-        ).stdout.splitlines()
+        registered = site.register(sandbox)
         assert registered[-2:] == ["Paste this webhook URL into R-Chat:", f"{base}/rchat/webhook/"]
         assert TOKEN not in "\n".join(registered)
 
@@ -375,3 +383,44 @@ def _every_page_answers_the_right_user(base, operator, agent, room_id):
     # Admin is for staff: the agent is sent to admin's login, and sees no rchat page there.
     refused = agent.get(f"{base}/admin/rchat/chatroom/", timeout=30, allow_redirects=False)
     assert refused.status_code == 302 and "/admin/login/" in refused.headers["Location"]
+
+
+@pytest.mark.rabbitmq
+def test_the_same_site_delivers_through_rabbitmq_with_the_rabbitmq_extra(site):
+    """The broker is a setting: a worker on RabbitMQ delivers what the site queues there."""
+    installed = subprocess.run(  # noqa: S603 - pip, in the test site's virtualenv
+        [site.python, "-m", "pip", "install", "--quiet", f"{site.wheel}[rabbitmq]"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert installed.returncode == 0, installed.stderr
+    on_rabbitmq = {"CELERY_BROKER_URL": amqp_url()}
+    processes = []
+    try:
+        sandbox_process, sandbox = site.start_sandbox()
+        processes.append(sandbox_process)
+        site.register(sandbox)
+        processes.append(
+            site.start(
+                "worker-rabbitmq",
+                [str(site.venv / "bin" / "celery"), *WORKER],
+                ready=lambda text: " ready." in text,
+                env=on_rabbitmq,
+            )
+        )
+        assert "amqp://" in processes[-1].log.read_text("utf-8")
+
+        sent = site.manage(
+            *("rchat_send", "--chat-id", "adopt-amqp", "--credential", "shop"),
+            *("--data", "ส่งผ่าน RabbitMQ", "--wait", "--timeout", "60"),
+            env=on_rabbitmq,
+        )
+
+        assert "sent" in sent.stdout.lower(), sent.stdout
+        assert [r["message"] for r in sandbox.received("adopt-amqp")] == [
+            {"type": "text", "data": "ส่งผ่าน RabbitMQ"}
+        ]
+    finally:
+        for process in processes:
+            stop(process)

@@ -291,3 +291,54 @@ def test_e006_fires_for_an_on_message_hook_that_is_not_callable(rchat):
 def test_e006_is_quiet_for_an_importable_hook(rchat):
     rchat(ON_MESSAGE="rchat.services.message_hook_run")
     assert "rchat.E006" not in ids(check_settings())
+
+
+# --- E007: the apps rchat needs ---------------------------------------------------------
+
+
+def test_e007_names_each_app_rchat_needs_that_is_not_installed(settings):
+    settings.INSTALLED_APPS = [
+        app
+        for app in settings.INSTALLED_APPS
+        if app not in ("rest_framework.authtoken", "drf_spectacular_sidecar")
+    ]
+
+    error = only(check_settings(), "rchat.E007")
+
+    assert error.msg == (
+        "rchat needs these apps in INSTALLED_APPS: rest_framework.authtoken, "
+        "drf_spectacular_sidecar."
+    )
+
+
+def test_e007_is_quiet_when_every_app_is_installed():
+    assert "rchat.E007" not in ids(check_settings())
+
+
+# --- W003: LOGIN_URL --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "login_url",
+    ["rchat:login", "/rchat/login/", "admin:login", "https://sso.example.com/login"],
+)
+def test_w003_is_quiet_for_a_login_url_that_resolves_or_is_another_sites(settings, login_url):
+    from rchat.checks import check_login_url
+
+    settings.LOGIN_URL = login_url
+
+    assert check_login_url() == []
+
+
+@pytest.mark.parametrize("login_url", ["/accounts/login/", "login", "no:such-name"])
+def test_w003_warns_when_login_url_is_not_a_page_of_the_site(settings, login_url):
+    """A new site's default, /accounts/login/, is a 404: the inbox's redirect would be too."""
+    from rchat.checks import check_login_url
+
+    settings.LOGIN_URL = login_url
+
+    (warning,) = check_login_url()
+
+    assert warning.id == "rchat.W003"
+    assert repr(login_url) in warning.msg
+    assert 'LOGIN_URL = "rchat:login"' in warning.hint

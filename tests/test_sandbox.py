@@ -306,6 +306,21 @@ def test_webhooks_are_signed_for_the_first_given_token(httpserver):
     assert httpserver.log[0][0].headers["X-Chatday-Signature-Token"] == signature_for(TOKEN)
 
 
+def test_webhooks_are_signed_for_the_token_a_site_registered_last(httpserver):
+    """A site that registers its own token with a running sandbox can verify its webhooks."""
+    httpserver.expect_request("/hook").respond_with_json({"status": "SUCCESS"})
+    other = "cdt_a_sites_own_token_0002"
+    with Sandbox(port=0, tokens=[TOKEN], webhook_url=httpserver.url_for("/hook")) as sb:
+        sb.send_as_user("chat-1", "before")
+        client(sb, token=other).register()
+        sb.send_as_user("chat-1", "after")
+        shown = sb.info()["account_token"]
+
+    signed = [request.headers["X-Chatday-Signature-Token"] for request, _ in httpserver.log]
+    assert signed == [signature_for(TOKEN), signature_for(other)]
+    assert shown == crypto.mask(other)
+
+
 def test_the_chat_page_api_posts_the_webhook_and_shows_the_site_answer(sandbox, httpserver):
     """POST /_sandbox/chats/<id>/messages sends; a refusal by the site is shown, not lost."""
     httpserver.expect_request("/hook").respond_with_json({"detail": "bad token"}, status=403)
