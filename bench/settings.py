@@ -18,7 +18,8 @@ ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
 LOGGING = {
     **LOGGING,
     "loggers": {
-        "rchat": {"handlers": ["console"], "level": os.environ.get("RCHAT_LOG_LEVEL", "WARNING")}
+        **LOGGING["loggers"],
+        "rchat": {"handlers": [], "level": os.environ.get("RCHAT_LOG_LEVEL", "WARNING")},
     },
 }
 

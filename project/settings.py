@@ -167,12 +167,18 @@ REST_FRAMEWORK = {
     ],
 }
 
+# Every record goes to the console once: the root logger has the one handler, and the
+# loggers below only set levels and pass records up. "django" is named so that its
+# default handlers (the console only when DEBUG is on, mail to ADMINS) are replaced: with
+# DEBUG off, a 500's traceback would otherwise be shown nowhere.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
-        "rchat": {"handlers": ["console"], "level": os.environ.get("RCHAT_LOG_LEVEL", "INFO")},
+        "django": {"handlers": [], "level": "INFO"},
+        "rchat": {"handlers": [], "level": os.environ.get("RCHAT_LOG_LEVEL", "INFO")},
     },
 }

@@ -1,7 +1,6 @@
 """Django admin for operators: credentials, chat rooms, messages, webhook events."""
 
 import json
-from urllib.parse import urlsplit
 
 from django import forms
 from django.contrib import admin, messages
@@ -21,7 +20,7 @@ from django.utils.translation import ngettext
 from . import charts, crypto, selectors, services
 from .exceptions import InvalidMessage, RChatAPIError, RChatConfigurationError, RChatError
 from .models import ChatRoom, Credential, DeliveryAttempt, Message, WebhookEvent
-from .payloads import KNOWN_TYPES
+from .ui.messages import message_parts
 
 
 def _https_by_default(db_field, **kwargs):
@@ -287,66 +286,14 @@ def _pretty_json(value):
     )
 
 
-def _http_url(value):
-    """``value`` if it is an http(s) URL (safe for href/src), else ""."""
-    if not isinstance(value, str):
-        return ""
-    value = value.strip()
-    parts = urlsplit(value)
-    return value if parts.scheme in ("http", "https") and parts.netloc else ""
-
-
-def _number(value):
-    if isinstance(value, bool):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def message_bubble(message):
-    """How one message is drawn in the admin conversation (a dict for the template).
-
-    Tolerant of the shapes R-Chat may send: ``data`` a string or an object, URLs under
-    several names. Only http(s) URLs become links or images.
-    """
-    data = message.data
-    obj = data if isinstance(data, dict) else {}
-    bubble = {
+    """How one message is drawn in the admin conversation (a dict for the template):
+    the inbox's renderer (``rchat.ui.messages``), and which side the bubble is on."""
+    return {
+        **message_parts(message),
         "message": message,
-        "kind": message.type if message.type in KNOWN_TYPES else "other",
         "outbound": message.direction == Message.Direction.OUT,
-        "text": "",
-        "url": "",
-        "name": "",
-        "map_url": "",
     }
-    kind = bubble["kind"]
-    if kind == "text":
-        bubble["text"] = data if isinstance(data, str) else obj.get("text") or message.text
-    elif kind in ("image", "file", "sticker"):
-        url = data if isinstance(data, str) else ""
-        for key in ("url", "originalContentUrl", "previewImageUrl", "contentUrl", "sticker_url"):
-            url = url or obj.get(key, "")
-        bubble["url"] = _http_url(url)
-        bubble["name"] = obj.get("name") or obj.get("filename") or obj.get("fileName") or ""
-        if kind == "sticker":
-            bubble["text"] = " / ".join(
-                str(obj[key]) for key in ("package_id", "sticker_id") if key in obj
-            )
-        elif not bubble["url"]:
-            bubble["text"] = message.text or json.dumps(data, ensure_ascii=False)
-    elif kind == "location":
-        lat, lon = _number(obj.get("latitude")), _number(obj.get("longitude"))
-        if lat is not None and lon is not None:
-            bubble["map_url"] = (
-                f"https://www.openstreetmap.org/?mlat={lat}&mlon={lon}#map=16/{lat}/{lon}"
-            )
-        bubble["text"] = obj.get("title") or obj.get("address") or f"{lat}, {lon}"
-    else:
-        bubble["text"] = message.text or json.dumps(data, ensure_ascii=False)
-    return bubble
 
 
 # --- Chat rooms ----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ as it came.
 
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -116,8 +117,8 @@ def inbound_load(body):
     if not text.strip():
         return None
     try:
-        payload = json.loads(text, parse_constant=_reject_constant)
-        _check_depth(payload, INBOUND_DEPTH_MAX)
+        payload = json.loads(text, parse_constant=_reject_constant, parse_float=_parse_float)
+        json_check(payload)
     except (ValueError, RecursionError) as exc:
         # ValueError covers JSONDecodeError, over-long integers and nesting deeper
         # than INBOUND_DEPTH_MAX; deeper still exhausts json's own recursion limit.
@@ -131,22 +132,37 @@ def inbound_load(body):
     return payload
 
 
-def _check_depth(value, limit):
-    """Raise ValueError when arrays and objects in ``value`` nest more than ``limit`` deep.
+def _parse_float(text):
+    # A number too large for a float, such as 1e400, reads as infinity, which is not
+    # JSON either and which jsonb refuses: refused here, as NaN is.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {_short(text, 40)} is out of range")
+    return value
 
-    One level at a time rather than recursively, so that any depth can be measured.
+
+def json_check(value, limit=INBOUND_DEPTH_MAX):
+    """Raise ValueError unless ``value`` is JSON that can be stored as it is parsed.
+
+    Arrays and objects may nest at most ``limit`` deep, and every number must be
+    finite. One level at a time rather than recursively, so that any depth can be
+    measured, and code that walks the value afterwards (recursively) cannot run out
+    of stack.
     """
-    level = [value] if isinstance(value, dict | list) else []
-    depth = 0
+    level, depth = [value], 0
     while level:
-        depth += 1
-        if depth > limit:
-            raise ValueError(f"arrays and objects nested more than {limit} levels deep")
+        for item in level:
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError(f"the number {item} is out of range")
+        containers = [item for item in level if isinstance(item, dict | list)]
+        if containers:
+            depth += 1
+            if depth > limit:
+                raise ValueError(f"arrays and objects nested more than {limit} levels deep")
         level = [
             child
-            for item in level
+            for item in containers
             for child in (item.values() if isinstance(item, dict) else item)
-            if isinstance(child, dict | list)
         ]
 
 
@@ -166,7 +182,7 @@ def inbound_parse(payload):
     payload = inbound_clean(payload)
     message = payload.get("message")
     if message is None:
-        if _first(payload, ("chat_id", "chatId")) is None:
+        if first_field(payload, ("chat_id", "chatId")) is None:
             return None
         raise InvalidPayload(_("The body has a chat_id but no message."))
     if isinstance(message, str):
@@ -178,10 +194,10 @@ def inbound_parse(payload):
     if "type" not in message and "data" not in message and "text" not in message:
         raise InvalidPayload(_("The message has neither a type nor data."))
 
-    chat_id = _first(message, ("chat_id", "chatId"))
+    chat_id = first_field(message, ("chat_id", "chatId"))
     if chat_id is None:
-        chat_id = _first(payload, ("chat_id", "chatId"))
-    chat_id = _scalar_text(chat_id)
+        chat_id = first_field(payload, ("chat_id", "chatId"))
+    chat_id = scalar_text(chat_id)
     if not chat_id:
         raise InvalidPayload(_("The body has no chat_id (at the top or inside message)."))
     if len(chat_id) > CHAT_ID_MAX:
@@ -190,7 +206,7 @@ def inbound_parse(payload):
         )
 
     data = message["data"] if "data" in message else message.get("text")
-    type_ = _scalar_text(message.get("type"))
+    type_ = scalar_text(message.get("type"))
     if not type_:
         type_ = "text" if isinstance(data, str) else "unknown"
     if len(type_) > TYPE_MAX:
@@ -223,9 +239,9 @@ def inbound_parse(payload):
         type=type_,
         data=data,
         text=inbound_text(type_, data),
-        external_id=_scalar_text(_first_of(places, INBOUND_ID_FIELDS))[:EXTERNAL_ID_MAX],
+        external_id=scalar_text(_first_of(places, INBOUND_ID_FIELDS))[:EXTERNAL_ID_MAX],
         channel=_channel(_first_of(places + people, INBOUND_CHANNEL_FIELDS)),
-        display_name=_scalar_text(_first_of(people + places, INBOUND_NAME_FIELDS))[:NAME_MAX],
+        display_name=scalar_text(_first_of(people + places, INBOUND_NAME_FIELDS))[:NAME_MAX],
         avatar_url=_avatar(_first_of(people + places, INBOUND_AVATAR_FIELDS)),
         sent_at=_timestamp(_first_of(places, INBOUND_TIME_FIELDS)),
         extra=extra,
@@ -243,12 +259,12 @@ def inbound_text(type, data):
     if type == "text":
         if isinstance(data, str):
             return data
-        return _scalar_text(_first(data, ("text", "message", "content"))) or _compact(data)
+        return scalar_text(first_field(data, ("text", "message", "content"))) or _compact(data)
     if type in ("image", "file"):
         label = _("[Image]") if type == "image" else _("[File]")
         if isinstance(data, dict):
-            named = _first(data, ("caption", "name", "filename", "file_name", "title"))
-            detail = _scalar_text(named) or _url_name(data.get("url"))
+            named = first_field(data, ("caption", "name", "filename", "file_name", "title"))
+            detail = scalar_text(named) or _url_name(data.get("url"))
         else:
             detail = _url_name(data)
     elif type == "sticker":
@@ -256,9 +272,9 @@ def inbound_text(type, data):
     elif type == "location":
         label = _("[Location]")
         if isinstance(data, dict):
-            detail = _scalar_text(_first(data, ("title", "address", "name")))
-            lat = _first(data, ("latitude", "lat"))
-            lng = _first(data, ("longitude", "lng", "lon"))
+            detail = scalar_text(first_field(data, ("title", "address", "name")))
+            lat = first_field(data, ("latitude", "lat"))
+            lng = first_field(data, ("longitude", "lng", "lon"))
             if not detail and _is_number(lat) and _is_number(lng):
                 detail = f"{lat}, {lng}"
         elif isinstance(data, str):
@@ -320,7 +336,8 @@ def inbound_clean(value):
     return value
 
 
-def _first(source, names):
+def first_field(source, names):
+    """The first of ``names`` that ``source`` (a dict, or anything) has a value for."""
     if not isinstance(source, dict):
         return None
     for name in names:
@@ -332,14 +349,14 @@ def _first(source, names):
 
 def _first_of(sources, names):
     for source in sources:
-        value = _first(source, names)
+        value = first_field(source, names)
         if value is not None:
             return value
     return None
 
 
-def _scalar_text(value):
-    # Ids and names arrive as strings or numbers; anything else is not one.
+def scalar_text(value):
+    """A string or a number as text; "" for anything else (ids and names are scalars)."""
     if isinstance(value, bool) or value is None:
         return ""
     if isinstance(value, str | int | float):
@@ -348,13 +365,13 @@ def _scalar_text(value):
 
 
 def _channel(value):
-    value = _scalar_text(value).lower().replace("-", "_").replace(" ", "_")
+    value = scalar_text(value).lower().replace("-", "_").replace(" ", "_")
     return INBOUND_CHANNELS.get(value, "")
 
 
 def _avatar(value):
-    value = _scalar_text(value)
-    if len(value) <= AVATAR_MAX and _is_http_url(value):
+    value = scalar_text(value)
+    if len(value) <= AVATAR_MAX and is_http_url(value):
         return value
     return ""
 
@@ -362,7 +379,7 @@ def _avatar(value):
 def _url_name(value):
     if not isinstance(value, str):
         return ""
-    if _is_http_url(value):
+    if is_http_url(value):
         name = urlsplit(value.strip()).path.rstrip("/").rsplit("/", 1)[-1]
         return name or value.strip()
     return value.strip()
@@ -403,11 +420,17 @@ PREVIEW_LENGTH = 200
 SENT_ID_FIELDS = ("message_id", "messageId", "id")
 
 
-def _is_http_url(value):
+def is_http_url(value):
+    """True for a string that is an absolute http(s) URL."""
     if not isinstance(value, str):
         return False
     parts = urlsplit(value.strip())
     return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def http_url(value):
+    """``value`` stripped if it is an http(s) URL, safe for href and src; else ""."""
+    return value.strip() if is_http_url(value) else ""
 
 
 def _is_number(value):
@@ -439,7 +462,7 @@ def _validate_media(data, errors):
     url = data.get("url") if isinstance(data, dict) else data
     if isinstance(data, dict) and "url" not in data:
         errors["url"] = _("This field is required.")
-    elif not _is_http_url(url):
+    elif not is_http_url(url):
         errors["url"] = _("Enter an http:// or https:// URL.")
     elif isinstance(data, str):
         return data.strip()
@@ -505,13 +528,18 @@ def outbound_validate(type, data):
         }
         raise InvalidMessage(reason, errors={"type": reason})
     errors = {}
-    # What inbound_clean would change is what PostgreSQL refuses (NUL, lone surrogates).
-    if inbound_clean(data) != data:
-        errors["data"] = _(
-            "Contains a NUL character or an unpaired surrogate, which cannot be stored or sent."
-        )
+    try:
+        json_check(data)
+    except ValueError as exc:
+        errors["data"] = _("Cannot be stored or sent: %(reason)s.") % {"reason": exc}
     else:
-        data = validator(data, errors)
+        # What inbound_clean would change is what PostgreSQL refuses (NUL, surrogates).
+        if inbound_clean(data) != data:
+            errors["data"] = _(
+                "Contains a NUL character or an unpaired surrogate, which cannot be stored or sent."
+            )
+        else:
+            data = validator(data, errors)
     if errors:
         details = "; ".join(f"{field}: {reason}" for field, reason in errors.items())
         raise InvalidMessage(

@@ -25,6 +25,7 @@ from . import selectors, services
 from .exceptions import InvalidMessage
 from .forms import ReplyForm, RoomFilterForm
 from .models import ChatRoom, Message
+from .ui.messages import message_parts
 
 VIEW_PERMISSION = "rchat.view_chatroom"
 REPLY_PERMISSION = "rchat.reply_chatroom"
@@ -87,38 +88,12 @@ def _room_list_context(request, filters, current=None):
     }
 
 
-def _message_parts(message):
-    """What the template shows for a message: kind, text, a safe URL, a map link."""
-    data = message.data
-    url = data if isinstance(data, str) else (data or {}).get("url", "")
-    url = url if isinstance(url, str) and url.startswith(("http://", "https://")) else ""
-    parts = {"kind": message.type, "text": message.text, "url": url}
-    if message.type == "text":
-        parts["text"] = data if isinstance(data, str) else message.text
-    elif message.type == "location" and isinstance(data, dict):
-        lat, lon = data.get("latitude"), data.get("longitude")
-        try:
-            lat, lon = float(lat), float(lon)
-        except (TypeError, ValueError):
-            lat = lon = None
-        parts["latitude"], parts["longitude"] = lat, lon
-        parts["text"] = data.get("address") or data.get("title") or message.text
-        if lat is not None:
-            parts["map_url"] = f"https://www.openstreetmap.org/?mlat={lat}&mlon={lon}&zoom=16"
-    elif message.type == "sticker" and isinstance(data, dict):
-        parts["package_id"] = data.get("package_id", "")
-        parts["sticker_id"] = data.get("sticker_id", "")
-    elif message.type not in ("image", "file") and not parts["text"]:
-        parts["text"] = str(data)[:500]
-    return parts
-
-
 def _thread_context(request, room):
     before = request.GET.get("before")
     before = int(before) if before and before.isdigit() else None
     thread, has_older = selectors.room_thread(room=room, before=before)
     for message in thread:
-        message.parts = _message_parts(message)
+        message.parts = message_parts(message)
     since_id = thread[0].pk if thread else 0
     return {
         "thread": thread,

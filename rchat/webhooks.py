@@ -16,6 +16,7 @@ import time
 
 from django.contrib.auth.decorators import login_not_required
 from django.utils.decorators import method_decorator
+from django.utils.log import log_response
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
@@ -103,6 +104,45 @@ def _stored_headers(request, token):
     return headers
 
 
+def _declared_length(meta):
+    """The body's Content-Length as a number, or None when the request gives none.
+
+    A body sent with ``Transfer-Encoding: chunked`` has no length (HTTP lets the
+    encoding win over a Content-Length, and proxies strip it). A Content-Length that is
+    not a number is treated as absent, the same way.
+    """
+    if "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return None
+    try:
+        length = int(meta.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return None
+    return length if length >= 0 else None
+
+
+def _body_stream(django_request, declared):
+    """Something to ``read()`` the whole body from, or None when it cannot be read.
+
+    With a length, Django's request reads exactly that much. Without one, Django's
+    WSGI request reads nothing at all (it takes a missing Content-Length for 0), so
+    a chunked body would look empty and its message would be answered SUCCESS and
+    lost. The body is then read from the server's own input, but only where the
+    server says that input ends where the body ends (``wsgi.input_terminated``, set by
+    gunicorn, uWSGI, mod_wsgi and Waitress); elsewhere (Django's runserver) reading it
+    could wait forever, and None is returned. An ASGI request holds the whole body.
+    """
+    if declared is not None:
+        return django_request
+    meta = django_request.META
+    if "wsgi.input" not in meta:
+        return django_request  # ASGI: the handler has read the body, of any encoding
+    if meta.get("wsgi.input_terminated"):
+        return meta["wsgi.input"]
+    if "HTTP_TRANSFER_ENCODING" not in meta:
+        return django_request  # no length and no body: a ping, read as empty
+    return None
+
+
 @method_decorator([csrf_exempt, login_not_required], name="dispatch")
 class WebhookView(APIView):
     """R-Chat's webhook. CSRF-exempt and open without a login: the signature token is
@@ -138,16 +178,25 @@ class WebhookView(APIView):
 
         headers = _stored_headers(request, token)
         limit = get_setting("WEBHOOK_MAX_BYTES")
-        try:
-            declared = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            declared = 0  # Django reads no body then; the empty body is a ping
-        if declared > limit:
+        declared = _declared_length(request.META)
+        if declared is not None and declared > limit:
             return self._too_large(credential, headers, remote_addr, declared, limit)
+        stream = _body_stream(request._request, declared)
+        if stream is None:
+            # A body of unknown length that this server cannot read to its end: answering
+            # SUCCESS would drop the message, so the sender is told to send a length.
+            reason = _(
+                "A body without Content-Length (chunked) cannot be read by this server; "
+                "send Content-Length."
+            )
+            services.webhook_refuse(
+                credential_id=credential.id, headers=headers, remote_addr=remote_addr, error=reason
+            )
+            return _error(status.HTTP_411_LENGTH_REQUIRED, "length_required", reason)
         try:
             # One byte more than allowed tells a body over the limit from one at it,
-            # whatever Content-Length claimed.
-            body = request._request.read(limit + 1)
+            # whatever Content-Length claimed (or when none did).
+            body = stream.read(limit + 1)
         except OSError as exc:
             logger.warning("Could not read an R-Chat webhook body: %s", exc)
             return _error(
@@ -194,9 +243,19 @@ class WebhookView(APIView):
             return response
         # Never a 500: the database may be down or rchat has a bug. Nothing was kept
         # (services keep what they can), so ask R-Chat to send the call again.
-        logger.exception("R-Chat webhook failed")
-        return _error(
+        response = _error(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             "temporarily_unavailable",
             _("The message could not be stored just now; please send it again."),
         )
+        # Logged here once, with the traceback; Django then does not log it again.
+        request = getattr(self, "request", None)
+        log_response(
+            "R-Chat webhook failed: %s",
+            request.path if request is not None else "",
+            response=response,
+            request=getattr(request, "_request", None),
+            logger=logger,
+            exception=exc,
+        )
+        return response

@@ -401,3 +401,82 @@ def test_api_lists_run_the_same_queries_for_5_or_50_rooms(endpoint):
             assert client.get(target).status_code == 200
         counts.append(len(queries))
     assert counts[0] == counts[1], counts
+
+
+# --- Every error in JSON ---------------------------------------------------------------
+
+
+def _json_error(response, status):
+    assert response.status_code == status, response.content[:300]
+    assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
+    return response.json()
+
+
+def test_a_body_over_the_sites_upload_limit_is_a_json_413(api, client, bot):
+    room = ChatRoomFactory()
+    big = "x" * 3_000_000
+
+    as_json = api.post(
+        url("room-messages", pk=room.pk), {"type": "text", "data": big}, format="json"
+    )
+    client.force_login(bot)
+    as_form = client.post(url("room-messages", pk=room.pk), {"type": "text", "data": big})
+
+    assert _json_error(as_json, 413)["detail"] == "The request body is too large."
+    assert _json_error(as_form, 413)["errors"] == {}
+    assert not Message.objects.exists()
+
+
+def test_json_nested_deeper_than_pythons_parser_goes_is_a_json_400(api):
+    room = ChatRoomFactory()
+    deep = '{"type": "location", "data": ' + "[" * 50_000 + "]" * 50_000 + "}"
+
+    response = api.post(url("room-messages", pk=room.pk), deep, content_type="application/json")
+
+    assert "nested too deep" in _json_error(response, 400)["detail"]
+
+
+def test_data_nested_deeper_than_rchat_stores_is_a_400_on_data(api):
+    room = ChatRoomFactory()
+    deep = {"type": "location", "data": {"latitude": 1, "longitude": 2, "x": [[[[[]]]]]}}
+    for _ in range(250):
+        deep["data"]["x"] = [deep["data"]["x"]]
+
+    response = api.post(url("room-messages", pk=room.pk), deep, format="json")
+
+    assert "levels deep" in _json_error(response, 400)["errors"]["data"]
+
+
+def test_an_unknown_url_under_the_api_is_a_json_404(api):
+    response = api.get("/rchat/api/no/such/thing/")
+
+    assert _json_error(response, 404) == {"detail": "No such API endpoint."}
+
+
+@pytest.mark.postgres
+def test_with_the_database_out_of_reach_the_api_answers_503_in_json(tmp_path):
+    """A real server whose database does not answer: 503 with Retry-After, not an HTML 500."""
+    import requests
+
+    from bench.common import free_port, gunicorn
+
+    unreachable = f"postgres://postgres@127.0.0.1:{free_port()}/nowhere"
+    # The project's settings and logging (not bench's), with DEBUG off as in production.
+    site = {"DJANGO_SETTINGS_MODULE": "project.settings", "DEBUG": "0"}
+    with gunicorn(
+        unreachable, "memory://", workers=1, threads=1, log_dir=tmp_path, env_extra=site
+    ) as server:
+        response = requests.get(
+            server.url + "/rchat/api/rooms/",
+            headers={"Authorization": "Token 0123456789abcdef0123456789abcdef01234567"},
+            timeout=30,
+        )
+    log = server.log.read_text()
+
+    assert response.status_code == 503
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.headers["Retry-After"] == "5"
+    assert response.json() == {"detail": "The service is unavailable just now; try again shortly."}
+    # Logged once, with its traceback, by Django's own request logger.
+    assert log.count("Service Unavailable: /rchat/api/rooms/") == 1
+    assert "Traceback (most recent call last)" in log and "OperationalError" in log

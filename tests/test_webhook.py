@@ -285,6 +285,23 @@ def room_token(room):
         (b'{"message": {"type": "text", "data": "hi"}}', "no chat_id"),
         (b'{"message": {"type": "text", "data": NaN}, "chat_id": "c"}', "not valid JSON"),
         (b'{"chat_id": "c", "message": 5}', "must be a JSON object"),
+        # Numbers too large for a float read as infinity, which jsonb refuses: before,
+        # a 503 on every try, so R-Chat would send it for ever.
+        (b'{"chat_id": "c", "message": {"type": "text", "data": "hi", "n": 1e400}}', "1e400"),
+        (b'{"chat_id": "c", "message": {"type": "text", "data": -2E+999}}', "out of range"),
+        (
+            b'{"chat_id": "c", "message": {"type": "text", "data": "a"}, "at": 1'
+            + b"0" * 5000
+            + b"}",
+            "digits",
+        ),
+        (
+            b'{"chat_id": "c", "message": {"type": "text", "data": '
+            + b"[" * 900
+            + b"]" * 900
+            + b"}}",
+            "levels deep",
+        ),
     ],
 )
 def test_a_body_that_is_not_a_message_gets_400_and_is_kept_as_failed(credential, body, reason):
@@ -297,6 +314,25 @@ def test_a_body_that_is_not_a_message_gets_400_and_is_kept_as_failed(credential,
     assert reason in event.error
     assert bytes(event.body) == body
     assert not Message.objects.exists()
+
+
+def test_a_value_the_database_refuses_is_the_bodys_fault_400_and_kept(credential, monkeypatch):
+    """Whatever parsing lets through that the database refuses is not retried for ever."""
+    from django.db import DataError
+
+    from rchat.services import inbound
+
+    def refuse(*args, **kwargs):
+        raise DataError("value out of range for type numeric")
+
+    monkeypatch.setattr(inbound, "_room_touch", refuse)
+
+    response = post(body_of(), credential.signature_token)
+
+    assert response.status_code == 400 and response.json()["code"] == "invalid_body"
+    event = WebhookEvent.objects.get()
+    assert event.outcome == WebhookEvent.Outcome.FAILED
+    assert "cannot store this message" in event.error and "numeric" in event.error
 
 
 def test_another_method_gets_405_with_a_json_reason(credential):

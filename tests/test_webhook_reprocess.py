@@ -131,3 +131,17 @@ def test_an_event_refused_for_its_size_is_skipped(credential, settings, capsys):
     assert "kept no body" in out
     assert out.strip().endswith("1 skipped.")
     assert WebhookEvent.objects.get().outcome == WebhookEvent.Outcome.FAILED
+
+
+def test_an_event_that_can_never_be_stored_stays_failed_with_its_reason(credential, capsys):
+    """A number too large for a float: before, the command failed on the database error."""
+    body = '{"chat_id": "c-1", "message": {"type": "text", "data": "hi", "n": 1e400}}'
+    assert post(body, credential).status_code == 400
+
+    call_command("rchat_reprocess", "--failed")
+
+    out = capsys.readouterr().out
+    assert "event #" in out and "failed (The body is not valid JSON: the number 1e400" in out
+    assert out.strip().endswith("1 failed.")
+    event = WebhookEvent.objects.get()
+    assert event.outcome == WebhookEvent.Outcome.FAILED and not Message.objects.exists()

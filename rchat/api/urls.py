@@ -1,7 +1,7 @@
 """The API's URLs, included by rchat.urls under ``api/`` with the namespace ``rchat:api``."""
 
 from django.contrib.auth.decorators import login_not_required
-from django.urls import path
+from django.urls import path, re_path
 
 from . import docs, views
 
@@ -27,4 +27,6 @@ urlpatterns = [
     ),
     path("schema/", api(docs.SchemaView), name="schema"),
     path("docs/", docs.DocsView.as_view(), name="docs"),
+    # Last: any other URL under the API answers a JSON 404, not the site's HTML page.
+    re_path(r"", login_not_required(views.not_found)),
 ]

@@ -6,14 +6,17 @@ Views parse and answer; reads go through ``rchat.selectors``, changes through
 ``rchat.services``.
 """
 
-from django.http import Http404
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import InterfaceError, OperationalError
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.utils.log import log_response
 from django.utils.translation import gettext as _
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.pagination import CursorPagination, PageNumberPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
@@ -53,11 +56,29 @@ def documented(**kwargs):
     return decorator
 
 
+#: Seconds a client is asked to wait when the database cannot be reached.
+RETRY_AFTER_SECONDS = 5
+
+
 def exception_handler(exc, context):
-    """DRF's handler, with every 400 shaped ``{"detail": ..., "errors": {field: ...}}``."""
+    """DRF's handler, made to answer every error in JSON.
+
+    Every 400 is shaped ``{"detail": ..., "errors": {field: ...}}``. What DRF leaves to
+    Django, which would answer with an HTML page, is answered here: a body over
+    ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (413), another refused request (400), the database
+    out of reach (503, with Retry-After) and a bug (500). The last two are logged once,
+    with the traceback, through Django's ``django.request`` logger, as Django logs
+    the errors it handles itself.
+    """
     if isinstance(exc, InvalidMessage):
         return Response({"detail": str(exc), "errors": exc.errors}, status=400)
+    if isinstance(exc, RequestDataTooBig):
+        return Response({"detail": _("The request body is too large."), "errors": {}}, status=413)
+    if isinstance(exc, SuspiciousOperation):
+        return Response({"detail": _("The request was refused."), "errors": {}}, status=400)
     response = drf_exception_handler(exc, context)
+    if response is None:
+        return _unexpected_error(exc, context)
     if response is not None and isinstance(exc, ValidationError):
         errors = response.data
         if not isinstance(errors, dict):
@@ -67,6 +88,42 @@ def exception_handler(exc, context):
         # Malformed JSON and the like: the same shape, with no field to blame.
         response.data.setdefault("errors", {})
     return response
+
+
+def _unexpected_error(exc, context):
+    if isinstance(exc, OperationalError | InterfaceError):
+        response = Response(
+            {"detail": _("The service is unavailable just now; try again shortly.")},
+            status=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    else:
+        response = Response({"detail": _("Something went wrong on the server.")}, status=500)
+    request = context["request"]
+    log_response(
+        "%s: %s",
+        response.status_text,
+        request.path,
+        response=response,
+        request=request._request,
+        exception=exc,
+    )
+    return response
+
+
+class StrictJSONParser(JSONParser):
+    """DRF's JSON parser, with nesting too deep for Python's parser a 400, not a 500."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError as exc:
+            raise ParseError(_("JSON parse error - arrays and objects nested too deep.")) from exc
+
+
+def not_found(request, *args, **kwargs):
+    """Any other URL under the API: a JSON 404 like the API's own."""
+    return JsonResponse({"detail": _("No such API endpoint.")}, status=404)
 
 
 class RoomPagination(PageNumberPagination):
@@ -90,7 +147,7 @@ class RChatAPIView(APIView):
     permission_classes = [CanSeeChatRooms]
     throttle_classes = [RChatUserThrottle, RChatWriteThrottle]
     renderer_classes = [JSONRenderer, BrowsableAPIRenderer]
-    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    parser_classes = [StrictJSONParser, FormParser, MultiPartParser]
     pagination_class = None
     schema = AutoSchema()
 

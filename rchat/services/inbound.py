@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 
-from django.db import DatabaseError, IntegrityError, connections, router, transaction
+from django.db import DatabaseError, DataError, IntegrityError, connections, router, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -155,6 +155,20 @@ def _webhook_process(event, *, received_at, live):
         return _event_finish(event, WebhookEvent.Outcome.PING)
     try:
         return _inbound_store(event, inbound, received_at=received_at, live=live)
+    except DataError as exc:
+        # The database refuses a value parsing let through: the body's fault, so sending
+        # it again cannot help. Kept as failed (re-processable after a fix), and logged
+        # with its traceback, since payloads should have caught it.
+        logger.exception(
+            "Webhook event for chat %s holds a value the database refuses", inbound.chat_id
+        )
+        _event_forget_rollback(event, live=live)
+        return _event_finish(
+            event,
+            WebhookEvent.Outcome.FAILED,
+            error=gettext("The database cannot store this message: %(reason)s")
+            % {"reason": " ".join(str(exc).split())[:300]},
+        )
     except Exception as exc:
         # Our failure, not the body's (a database error, a bug): keep the call as
         # failed so it can be re-processed, and let the caller ask R-Chat to retry.
