@@ -114,6 +114,23 @@ TIME_ZONE = os.environ.get("TIME_ZONE", "Asia/Bangkok")
 USE_I18N = True
 USE_TZ = True
 
+# A cache every process shares: rchat's API rate limits count in it (check rchat.W004).
+# Files under var/ serve one machine; set CACHE_URL=redis://… for several.
+if os.environ.get("CACHE_URL"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["CACHE_URL"],
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    }
+
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 

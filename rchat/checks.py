@@ -159,6 +159,48 @@ def _check_broker():
     return problems
 
 
+#: Cache backends whose counts live in one process (or nowhere).
+PER_PROCESS_CACHES = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+)
+
+
+@register(Tags.caches)
+def check_throttle_cache(app_configs=None, **kwargs):
+    """API rate limits only hold when every process counts in the same cache."""
+    rates = get_setting("API_THROTTLE_RATES") or {}
+    site_rates = (getattr(settings, "REST_FRAMEWORK", None) or {}).get(
+        "DEFAULT_THROTTLE_RATES"
+    ) or {}
+    limited = any(rates.values()) or any(site_rates.get(s) for s in ("rchat", "rchat_write"))
+    alias = get_setting("THROTTLE_CACHE")
+    caches = getattr(settings, "CACHES", {}) or {}
+    if not limited:
+        return []
+    if alias not in caches:
+        return [
+            Error(
+                f'RCHAT["THROTTLE_CACHE"] = {alias!r} is not one of settings.CACHES.',
+                hint=f"Use one of: {', '.join(caches) or 'none defined'}.",
+                id="rchat.E008",
+            )
+        ]
+    backend = caches[alias].get("BACKEND", "")
+    if backend not in PER_PROCESS_CACHES:
+        return []
+    return [
+        Warning(
+            f"The API's rate limits count in the cache {alias!r} ({backend.rsplit('.', 1)[-1]}),"
+            " which each process keeps for itself: with N web processes the API allows N "
+            "times RCHAT['API_THROTTLE_RATES'].",
+            hint="Point CACHES (or RCHAT['THROTTLE_CACHE']) at a cache every process shares, "
+            "e.g. django.core.cache.backends.redis.RedisCache.",
+            id="rchat.W004",
+        )
+    ]
+
+
 @register(Tags.urls)
 def check_login_url(app_configs=None, **kwargs):
     """The inbox sends people who are not signed in to LOGIN_URL: it must exist."""

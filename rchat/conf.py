@@ -46,6 +46,10 @@ DEFAULTS = {
     # every call, "write" for calls that change something. A site's own
     # REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["rchat"] / ["rchat_write"] wins.
     "API_THROTTLE_RATES": {"user": "600/minute", "write": "60/minute"},
+    # The cache (an alias of settings.CACHES) the API's rate limits count in. It must
+    # be shared by every web process (Redis, Memcached, the database), or each process
+    # counts alone and the site allows the rates times the number of processes.
+    "THROTTLE_CACHE": "default",
 }
 
 

@@ -182,13 +182,14 @@ def site(built_dists, tmp_path_factory):
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in {"DJANGO_SETTINGS_MODULE", "PYTHONPATH", "DATABASE_URL"}
+        if key not in {"DJANGO_SETTINGS_MODULE", "PYTHONPATH", "DATABASE_URL", "CACHE_URL"}
         and not key.startswith(("RCHAT_", "CELERY_"))
     }
     env.update(
         {
             "PYTHONUNBUFFERED": "1",
             "CELERY_BROKER_URL": broker,
+            "CACHE_URL": urlunsplit(urlsplit(broker)._replace(path="/14")),
             "RCHAT_SITE_URL": f"http://127.0.0.1:{web_port}",
             "PATH": f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
         }

@@ -283,6 +283,31 @@ def test_user_rate_limit_answers_429(api, settings):
     assert api.get(url("room-list")).has_header("Retry-After")
 
 
+def test_rate_limits_count_in_the_cache_throttle_cache_names(api, bot, settings, tmp_path):
+    """The count lives in RCHAT["THROTTLE_CACHE"], which every process can share."""
+    from django.core.cache import caches
+
+    settings.CACHES = {
+        **settings.CACHES,
+        "shared": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path / "throttle"),
+        },
+    }
+    settings.RCHAT = {
+        **settings.RCHAT,
+        "API_THROTTLE_RATES": {"user": "3/minute", "write": None},
+        "THROTTLE_CACHE": "shared",
+    }
+
+    statuses = [api.get(url("room-list")).status_code for _ in range(4)]
+
+    assert statuses == [200, 200, 200, 429]
+    # The count is in the named cache (DRF's key: the scope and the user's id).
+    assert len(caches["shared"].get(f"throttle_rchat_{bot.pk}")) == 3
+    assert caches["default"].get(f"throttle_rchat_{bot.pk}") is None
+
+
 def test_write_rate_limit_counts_only_changes(api, settings):
     """The write limit stops replies but leaves reading alone."""
     settings.RCHAT = {**settings.RCHAT, "API_THROTTLE_RATES": {"user": None, "write": "1/minute"}}

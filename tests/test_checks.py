@@ -342,3 +342,47 @@ def test_w003_warns_when_login_url_is_not_a_page_of_the_site(settings, login_url
     assert warning.id == "rchat.W003"
     assert repr(login_url) in warning.msg
     assert 'LOGIN_URL = "rchat:login"' in warning.hint
+
+
+# --- W004 / E008: the cache the API's rate limits count in ------------------------------
+
+
+LOCMEM = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+REDIS = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": "redis://127.0.0.1:6379/1",
+    }
+}
+
+
+def test_w004_warns_when_rate_limits_count_in_a_per_process_cache(settings):
+    from rchat.checks import check_throttle_cache
+
+    settings.CACHES = LOCMEM
+
+    (warning,) = check_throttle_cache()
+
+    assert warning.id == "rchat.W004" and "LocMemCache" in warning.msg
+    assert "RedisCache" in warning.hint
+
+
+def test_w004_is_quiet_with_a_shared_cache_or_without_rate_limits(settings, rchat):
+    from rchat.checks import check_throttle_cache
+
+    settings.CACHES = REDIS
+    assert check_throttle_cache() == []
+    settings.CACHES = LOCMEM
+    rchat(API_THROTTLE_RATES={"user": None, "write": None})
+    assert check_throttle_cache() == []
+
+
+def test_w004_follows_the_cache_named_in_throttle_cache(settings, rchat):
+    from rchat.checks import check_throttle_cache
+
+    settings.CACHES = {**REDIS, "local": LOCMEM["default"]}
+    rchat(THROTTLE_CACHE="local")
+    assert [m.id for m in check_throttle_cache()] == ["rchat.W004"]
+    rchat(THROTTLE_CACHE="nope")
+    (error,) = check_throttle_cache()
+    assert error.id == "rchat.E008" and "'nope'" in error.msg

@@ -684,3 +684,55 @@ def test_the_index_page_adds_faults_and_sends_bursts(sandbox, httpserver, chromi
         assert len(httpserver.log) == 6
     finally:
         page.close()
+
+
+# --- Other web sites may not drive the sandbox --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "why"),
+    [
+        ({"Content-Type": "text/plain"}, "application/json"),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, "application/json"),
+        (
+            {"Content-Type": "application/json", "Origin": "https://evil.example"},
+            "https://evil.example",
+        ),
+        ({"Content-Type": "application/json", "Origin": "null"}, "null"),
+    ],
+)
+def test_a_page_of_another_site_cannot_send_messages_through_the_sandbox(
+    sandbox, httpserver, headers, why
+):
+    """A text/plain or cross-origin POST (what any web page may send) is refused, 403."""
+    httpserver.expect_request("/hook").respond_with_json({"status": "SUCCESS"})
+    sandbox.webhook_url = httpserver.url_for("/hook")
+    body = json.dumps({"text": "pay here: https://evil.example"})
+
+    response = requests.post(
+        sandbox.url + "/_sandbox/chats/victim/messages", data=body, headers=headers, timeout=5
+    )
+
+    assert response.status_code == 403 and why in response.json()["reason"]
+    assert httpserver.log == [] and sandbox.chats() == []
+    assert (
+        requests.delete(
+            sandbox.url + "/_sandbox/faults", headers={"Origin": "https://evil.example"}, timeout=5
+        ).status_code
+        == 403
+    )
+
+
+def test_the_sandboxs_own_pages_still_drive_it(sandbox, httpserver):
+    httpserver.expect_request("/hook").respond_with_json({"status": "SUCCESS"})
+    sandbox.webhook_url = httpserver.url_for("/hook")
+    same_origin = {"Content-Type": "application/json", "Origin": sandbox.url}
+
+    response = requests.post(
+        sandbox.url + "/_sandbox/chats/mine/messages",
+        data=json.dumps({"text": "hello"}),
+        headers=same_origin,
+        timeout=5,
+    )
+
+    assert response.status_code == 201 and len(httpserver.log) == 1

@@ -26,6 +26,15 @@ RCHAT = {
 # have none (admin's login admits staff only); a site with a sign-in page keeps its own.
 LOGIN_URL = "rchat:login"
 
+# A cache every web process shares: the API's rate limits count in it (check
+# rchat.W004). Keep your site's own if it has one that is shared (not LocMemCache).
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": os.environ.get("CACHE_URL", "redis://127.0.0.1:6379/1"),
+    }
+}
+
 # Celery: mysite/celery.py reads every CELERY_ setting.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 # Above rchat's longest retry delay (RCHAT["RETRY_MAX_DELAY"], 600 s), so Redis never

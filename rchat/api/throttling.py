@@ -1,5 +1,6 @@
 """Per-user rate limits for the API, configured in ``RCHAT["API_THROTTLE_RATES"]``."""
 
+from django.core.cache import caches
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.settings import api_settings
 from rest_framework.throttling import UserRateThrottle
@@ -15,6 +16,11 @@ class _RChatThrottle(UserRateThrottle):
     """
 
     rate_key = ""
+
+    @property
+    def cache(self):
+        # Read at call time: RCHAT["THROTTLE_CACHE"] names a cache every process shares.
+        return caches[get_setting("THROTTLE_CACHE")]
 
     def get_rate(self):
         site_rates = api_settings.DEFAULT_THROTTLE_RATES or {}

@@ -131,6 +131,26 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
+def _cross_site_refusal(request, method):
+    """Why a changing /_sandbox call may come from another web site, or None.
+
+    Any page a developer visits while the sandbox runs could otherwise post to it
+    (a form or a ``text/plain`` fetch needs no permission) and put signed messages
+    into their site. A browser sends ``application/json`` to another origin only
+    after asking (a CORS preflight, which the sandbox never grants), and says where a
+    request comes from in ``Origin``: both are checked. (A DELETE is always asked first.)
+    """
+    content_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    if method == "POST" and content_type != "application/json":
+        return "Changing the sandbox needs Content-Type: application/json."
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        parts = urlsplit(origin)
+        if parts.scheme != "http" or parts.netloc != request.headers.get("Host", ""):
+            return f"Requests from {origin} may not change the sandbox."
+    return None
+
+
 def _json_body(body):
     if not body:
         return {}
@@ -362,6 +382,9 @@ class Sandbox:
             if name in ASSETS:
                 return request.send_text(200, _asset(name), ASSETS[name])
         if path.startswith("/_sandbox"):
+            refused = _cross_site_refusal(request, method) if method != "GET" else None
+            if refused:
+                return request.send_json(403, {"status": "ERROR", "reason": refused})
             return self._control(
                 request, method, path, _json_body(body) if method == "POST" else {}
             )
