@@ -40,6 +40,9 @@ SIGNATURE_FIELDS = (
     "X-Chatday-Signature-Token",
 )
 
+#: The header every try of one outbound message carries with the same value.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
 # Bytes of R-Chat's answer kept in an error: enough to read the reason.
 BODY_EXCERPT = 500
 
@@ -192,10 +195,22 @@ class RChatClient:
             )
         return signature
 
-    def send_message(self, chat_id, type, data):
-        """Post a message into a chat room; return R-Chat's JSON answer (or {})."""
+    def send_message(self, chat_id, type, data, *, idempotency_key=""):
+        """Post a message into a chat room; return R-Chat's JSON answer (or {}).
+
+        ``idempotency_key`` goes in the ``Idempotency-Key`` header and, unless
+        ``RCHAT["IDEMPOTENCY_KEY_FIELD"]`` is empty, in the body under that name: every
+        try of one message carries the same key, so a platform that honours it stores
+        a message once however often a lost answer makes rchat send it again.
+        """
         body = {"message": {"type": type, "data": data}, "chat_id": chat_id}
-        response = self._post(self._url(get_setting("SEND_MESSAGE_PATH")), body)
+        headers = {}
+        if idempotency_key:
+            headers[IDEMPOTENCY_HEADER] = idempotency_key
+            field = get_setting("IDEMPOTENCY_KEY_FIELD")
+            if field:
+                body[field] = idempotency_key
+        response = self._post(self._url(get_setting("SEND_MESSAGE_PATH")), body, headers)
         payload = self._json(response, required=False)
         return payload if isinstance(payload, dict) else {}
 
@@ -204,8 +219,9 @@ class RChatClient:
     def _url(self, path):
         return f"{self.base_url}/{path.lstrip('/')}"
 
-    def _post(self, url, body):
+    def _post(self, url, body, extra_headers=None):
         headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
+        headers.update(extra_headers or {})
         data = None
         if body is not None:
             # UTF-8 as is (not \u escapes), so Thai text reaches R-Chat readable as sent.

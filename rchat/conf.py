@@ -46,6 +46,10 @@ DEFAULTS = {
     # every call, "write" for calls that change something. A site's own
     # REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["rchat"] / ["rchat_write"] wins.
     "API_THROTTLE_RATES": {"user": "600/minute", "write": "60/minute"},
+    # Every try of one outbound message carries the same key, in the Idempotency-Key
+    # header and in the Send Message body under this name ("" leaves the body as the
+    # contract has it), so a platform that honours it stores a message once.
+    "IDEMPOTENCY_KEY_FIELD": "idempotency_key",
     # The cache (an alias of settings.CACHES) the API's rate limits count in. It must
     # be shared by every web process (Redis, Memcached, the database), or each process
     # counts alone and the site allows the rates times the number of processes.

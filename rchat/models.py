@@ -185,7 +185,8 @@ class Message(models.Model):
     status = models.CharField(_("status"), max_length=10, choices=Status.choices)
     # R-Chat's id for the message, when it gives one (inbound: from the webhook).
     external_id = models.CharField(_("external id"), max_length=255, blank=True)
-    # Inbound only: what makes a redelivery of the same webhook recognisable.
+    # What makes a repeat of this message recognisable. Inbound: a redelivery of the
+    # same webhook. Outbound: the idempotency key every try to R-Chat carries.
     dedup_key = models.CharField(max_length=100, blank=True, editable=False)
     # Extra fields of the payload that rchat does not model (kept, never dropped).
     extra = models.JSONField(_("extra fields"), default=dict, blank=True)

@@ -193,6 +193,37 @@ def test_broker_down_does_not_reach_the_sender_and_the_sweep_delivers_later(
 # --- Retry policy ---------------------------------------------------------------------
 
 
+def test_idempotency_keys_differ_per_message_and_the_body_field_can_be_left_out(
+    room, httpserver, settings, django_capture_on_commit_callbacks
+):
+    httpserver.expect_request(SEND_PATH, method="POST").respond_with_json({"status": "SUCCESS"})
+    first, second = send(room, "one"), send(room, "two")
+    settings.RCHAT = {**settings.RCHAT, "IDEMPOTENCY_KEY_FIELD": ""}
+
+    for message in (first, second):
+        assert deliver(message, django_capture_on_commit_callbacks) == "sent"
+
+    headers = [request.headers["Idempotency-Key"] for request, _ in httpserver.log]
+    assert headers == [first.dedup_key, second.dedup_key] and len(set(headers)) == 2
+    assert all("idempotency_key" not in body for body in sent_bodies(httpserver))
+
+
+def test_a_message_queued_without_a_key_gets_one_for_all_its_tries(
+    room, httpserver, django_capture_on_commit_callbacks
+):
+    """Messages queued by rchat 0.1 had no key: the first claim gives one, kept after."""
+    httpserver.expect_ordered_request(SEND_PATH, method="POST").respond_with_data("", status=503)
+    httpserver.expect_ordered_request(SEND_PATH, method="POST").respond_with_json({})
+    message = send(room, "from before the upgrade")
+    Message.objects.filter(pk=message.pk).update(dedup_key="")
+
+    outcomes = [deliver(message, django_capture_on_commit_callbacks) for _ in range(2)]
+
+    assert outcomes == ["retry", "sent"]
+    keys = {request.headers["Idempotency-Key"] for request, _ in httpserver.log}
+    assert keys == {message.dedup_key} and message.dedup_key.startswith("rchat-")
+
+
 def test_503_twice_then_200_is_sent_once_after_three_attempts(
     room, httpserver, received, django_capture_on_commit_callbacks
 ):
@@ -216,10 +247,16 @@ def test_503_twice_then_200_is_sent_once_after_three_attempts(
         (503, "retry", "RChatUnavailableError"),
         (200, "sent", ""),
     ]
+    key = message.dedup_key
+    assert key.startswith("rchat-") and len(key) == 38
     assert sent_bodies(httpserver)[-1] == {
         "message": {"type": "text", "data": "hello"},
         "chat_id": "chat-42",
+        "idempotency_key": key,
     }
+    # Every try of the message carries the same key, in the header and the body.
+    assert [request.headers["Idempotency-Key"] for request, _ in httpserver.log] == [key] * 3
+    assert {body["idempotency_key"] for body in sent_bodies(httpserver)} == {key}
     assert received == [("sent", message.pk, None)]
     # A late or repeated wake-up sends nothing twice.
     assert deliver(message, django_capture_on_commit_callbacks) == Delivery.SKIPPED

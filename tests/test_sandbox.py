@@ -736,3 +736,28 @@ def test_the_sandboxs_own_pages_still_drive_it(sandbox, httpserver):
     )
 
     assert response.status_code == 201 and len(httpserver.log) == 1
+
+
+# --- Idempotency-Key ------------------------------------------------------------------------
+
+
+def test_a_repeated_idempotency_key_is_answered_as_the_first_call_and_shown_once(sandbox):
+    rchat = client(sandbox)
+    rchat.register()
+    first = rchat.send_message("chat-k", "text", "ราคาเท่าไหร่", idempotency_key="rchat-k1")
+    again = rchat.send_message("chat-k", "text", "ราคาเท่าไหร่", idempotency_key="rchat-k1")
+    other = rchat.send_message("chat-k", "text", "ราคาเท่าไหร่", idempotency_key="rchat-k2")
+
+    assert first["message_id"] == again["message_id"] != other["message_id"]
+    received = sandbox.received("chat-k")
+    assert [r["idempotency_key"] for r in received] == ["rchat-k1", "rchat-k2"]
+    assert sandbox.info()["repeated_keys"] == 1
+
+
+def test_a_sandbox_that_ignores_the_key_stores_every_call():
+    with Sandbox(port=0, tokens=[TOKEN], idempotent=False) as sb:
+        rchat = client(sb)
+        for _ in range(2):
+            rchat.send_message("chat-k", "text", "hello", idempotency_key="rchat-same")
+        assert len(sb.received("chat-k")) == 2
+        assert sb.info()["idempotent"] is False

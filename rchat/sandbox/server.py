@@ -185,6 +185,7 @@ class Sandbox:
         register_path=None,
         send_path=None,
         webhook_timeout=10.0,
+        idempotent=True,
     ):
         if webhook_url:
             check_webhook_url(webhook_url)
@@ -194,7 +195,9 @@ class Sandbox:
         self.webhook_timeout = webhook_timeout
         self.register_path = "/" + (register_path or _setting("REGISTER_PATH")).strip("/")
         self.send_path = "/" + (send_path or _setting("SEND_MESSAGE_PATH")).strip("/")
-        self.state = SandboxState(tokens=tokens, strict=strict, secret=secret)
+        self.state = SandboxState(
+            tokens=tokens, strict=strict, secret=secret, idempotent=idempotent
+        )
         self._server = None
         self._thread = None
 
@@ -362,6 +365,8 @@ class Sandbox:
             "register_path": self.register_path,
             "send_path": self.send_path,
             "account_token": mask(state.account_token),
+            "idempotent": state.idempotent,
+            "repeated_keys": state.repeats,
             "registered": [mask(t) for t in state.registered],
         }
 
@@ -471,8 +476,12 @@ class Sandbox:
             reason = HTTPStatus(decision.status).phrase
             payload = {"status": "ERROR", "reason": f"Injected fault: {reason}"}
             return request.send_json(decision.status, payload, headers)
-        handler = self._register if endpoint == "register" else self._send_message
-        status, payload = handler(token, body)
+        if endpoint == "register":
+            status, payload = self._register(token, body)
+        else:
+            status, payload = self._send_message(
+                token, body, request.headers.get("Idempotency-Key")
+            )
         self.state.log_call(endpoint, status, decision, token)
         request.send_json(status, payload)
 
@@ -485,7 +494,7 @@ class Sandbox:
             return 401, _error(str(exc))
         return 200, {"status": "SUCCESS", "Chatday-Signature-Token": signature}
 
-    def _send_message(self, token, body):
+    def _send_message(self, token, body, idempotency_key=None):
         if not token:
             return 401, _error("Missing header: Authorization: Bearer <Chatday-Token>.")
         if not self.state.is_registered(token):
@@ -499,7 +508,10 @@ class Sandbox:
             return 400, _error(problem)
         message = {"type": payload["message"]["type"], "data": payload["message"]["data"]}
         message_id = self.state.record_send(
-            chat_id=str(payload["chat_id"]), message=message, token=token
+            chat_id=str(payload["chat_id"]),
+            message=message,
+            token=token,
+            idempotency_key=str(idempotency_key or payload.get("idempotency_key") or ""),
         )
         return 200, {"status": "SUCCESS", "message_id": message_id}
 

@@ -173,8 +173,16 @@ class Chat:
 class SandboxState:
     """The sandbox's memory; every method is safe to call from any thread."""
 
-    def __init__(self, *, tokens=(), strict=False, secret=DEFAULT_SECRET, rng=None):
+    def __init__(
+        self, *, tokens=(), strict=False, secret=DEFAULT_SECRET, rng=None, idempotent=True
+    ):
         self.lock = threading.RLock()
+        # Honour Idempotency-Key: a repeated key is answered as its first call was and
+        # not recorded again. Off, the sandbox stores every call, as a platform that
+        # ignores the key would (the fault scenarios count duplicates against both).
+        self.idempotent = idempotent
+        self._by_key = {}
+        self.repeats = 0
         self.secret = secret
         self.strict = strict
         # Tokens the sandbox was given count as registered already: R-Chat issued
@@ -295,10 +303,20 @@ class SandboxState:
             chat.entries.append(entry)
             return entry
 
-    def record_send(self, *, chat_id, message, token):
-        """Keep an accepted Send Message call; return R-Chat's message id for it."""
-        message_id = str(uuid.uuid4())
+    def record_send(self, *, chat_id, message, token, idempotency_key=""):
+        """Keep an accepted Send Message call; return R-Chat's message id for it.
+
+        A key seen before from the same token (with ``idempotent`` on) returns the first
+        call's id and records nothing: the end user sees the message once.
+        """
         with self.lock:
+            seen = (token, idempotency_key)
+            if idempotency_key and self.idempotent and seen in self._by_key:
+                self.repeats += 1
+                return self._by_key[seen]
+            message_id = str(uuid.uuid4())
+            if idempotency_key:
+                self._by_key[seen] = message_id
             chat = self.chat(chat_id)
             entry = self.add_entry(
                 chat,
@@ -314,6 +332,7 @@ class SandboxState:
                     "chat_id": chat_id,
                     "message": message,
                     "token": mask(token),
+                    "idempotency_key": idempotency_key,
                 }
             )
         return message_id
@@ -344,3 +363,5 @@ class SandboxState:
             self.sends.clear()
             self.calls.clear()
             self.faults.clear()
+            self._by_key.clear()
+            self.repeats = 0

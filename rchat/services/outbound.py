@@ -5,6 +5,7 @@ import os
 import random
 import threading
 import time
+import uuid
 from datetime import timedelta
 from functools import partial
 
@@ -86,6 +87,7 @@ def message_send(*, room, type, data, author=None):
             status=Message.Status.QUEUED,
             author=author,
             next_attempt_at=now,
+            dedup_key=idempotency_key_new(),
         )
         ChatRoom.objects.filter(pk=room.pk).update(
             last_message_at=now, last_message_preview=preview[:200]
@@ -114,7 +116,9 @@ def message_deliver(*, message_id):
     answer, error = None, None
     try:
         client = RChatClient.for_credential(credential)
-        answer = client.send_message(message.room.chat_id, message.type, message.data)
+        answer = client.send_message(
+            message.room.chat_id, message.type, message.data, idempotency_key=message.dedup_key
+        )
     except Exception as exc:  # every failure is recorded, none escapes
         error = exc
     duration_ms = int((time.monotonic() - clock) * 1000)
@@ -299,8 +303,22 @@ def _message_claim(message_id):
             return Delivery.DEFERRED
         message.status = Message.Status.SENDING
         message.attempts += 1
-        message.save(update_fields=["status", "attempts", "updated_at"])
+        fields = ["status", "attempts", "updated_at"]
+        if not message.dedup_key:
+            # Queued before keys were given (rchat 0.1): it gets one for all its tries.
+            message.dedup_key = idempotency_key_new()
+            fields.append("dedup_key")
+        message.save(update_fields=fields)
     return message, credential
+
+
+def idempotency_key_new():
+    """A new message's idempotency key, the same in every try of that message.
+
+    Random (not the row's id), so that two sites sending through one R-Chat account,
+    such as staging and production, never share a key.
+    """
+    return f"rchat-{uuid.uuid4().hex}"
 
 
 def _held_reason(credential):

@@ -52,6 +52,14 @@ class Command(BaseCommand):
                 "them from then on. Default: the demo token."
             ),
         )
+        parser.add_argument(
+            "--ignore-idempotency-key",
+            action="store_true",
+            help=_(
+                "Store every Send Message call, even one whose Idempotency-Key was seen "
+                "(by default a repeated key is answered as the first call and not shown twice)."
+            ),
+        )
         faults = parser.add_argument_group(_("faults played from the start"))
         faults.add_argument("--fault-status", type=int, help=_("Answer this HTTP status."))
         faults.add_argument("--retry-after", type=int, help=_("Retry-After seconds (with 429)."))
@@ -84,6 +92,7 @@ class Command(BaseCommand):
                 tokens=tokens,
                 strict=options["strict"],
                 secret=secret,
+                idempotent=not options["ignore_idempotency_key"],
             )
             fault = self._fault(options)
             if fault:
