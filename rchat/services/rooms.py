@@ -4,6 +4,7 @@ import logging
 
 from django.utils.translation import gettext
 
+from .. import payloads
 from ..exceptions import (
     InvalidMessage,
 )
@@ -49,8 +50,15 @@ def room_get_or_create(*, credential, chat_id):
     For senders that start a conversation by R-Chat's chat id (``rchat_send``).
     """
     chat_id = (chat_id or "").strip()
+    longest = ChatRoom._meta.get_field("chat_id").max_length
+    reason = ""
     if not chat_id:
         reason = gettext("A chat id is required.")
+    elif len(chat_id) > longest:
+        reason = gettext("A chat id has at most %(n)d characters.") % {"n": longest}
+    elif payloads.inbound_clean(chat_id) != chat_id:
+        reason = gettext("A chat id cannot hold a NUL character or an unpaired surrogate.")
+    if reason:
         raise InvalidMessage(reason, errors={"chat_id": reason})
     room, _created = ChatRoom.objects.get_or_create(credential=credential, chat_id=chat_id)
     return room

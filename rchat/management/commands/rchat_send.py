@@ -95,7 +95,7 @@ class Command(BaseCommand):
             return raw
         try:
             return json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             if type in ("image", "file"):
                 return raw  # a bare URL; the validation says if it is not one
             raise CommandError(
