@@ -11,11 +11,7 @@ from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS, get_setting, unknown_settings
 from .exceptions import RChatConfigurationError
-
-
-def _is_http_url(value):
-    parts = urlsplit(value or "")
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+from .payloads import is_http_url
 
 
 @register()
@@ -31,7 +27,7 @@ def check_settings(app_configs=None, **kwargs):
             )
         )
     base_url = get_setting("API_BASE_URL")
-    if base_url and not _is_http_url(base_url):
+    if base_url and not is_http_url(base_url):
         errors.append(
             Error(
                 f'RCHAT["API_BASE_URL"] = {base_url!r} is not an http(s) URL.',
@@ -40,7 +36,7 @@ def check_settings(app_configs=None, **kwargs):
             )
         )
     site_url = get_setting("SITE_URL")
-    if site_url and not _is_http_url(site_url):
+    if site_url and not is_http_url(site_url):
         errors.append(
             Error(
                 f'RCHAT["SITE_URL"] = {site_url!r} is not an http(s) URL.',

@@ -13,7 +13,6 @@ import os
 import threading
 import time
 from datetime import UTC
-from urllib.parse import urlsplit
 
 import requests
 from django.utils.translation import gettext as _
@@ -28,6 +27,7 @@ from .exceptions import (
     RChatResponseError,
     RChatUnavailableError,
 )
+from .payloads import is_http_url
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,9 @@ SIGNATURE_FIELDS = (
     "signatureToken",
     "X-Chatday-Signature-Token",
 )
+
+#: Where R-Chat's answer to Send Message may carry its id for the message.
+SENT_ID_FIELDS = ("message_id", "messageId", "id")
 
 #: The header every try of one outbound message carries with the same value.
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -141,9 +144,21 @@ def _network_reason(exc):
     return str(exc)
 
 
-def _is_http_url(value):
-    parts = urlsplit(value or "")
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+def sent_message_id(answer):
+    """R-Chat's id for a message it accepted, from its JSON answer; "" when it gives none."""
+    candidates = [answer]
+    if isinstance(answer, dict):
+        for nested in ("data", "message"):
+            if isinstance(answer.get(nested), dict):
+                candidates.append(answer[nested])
+    for candidate in candidates:
+        if not isinstance(candidate, dict):
+            continue
+        for field in SENT_ID_FIELDS:
+            value = candidate.get(field)
+            if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
+                return str(value).strip()
+    return ""
 
 
 class RChatClient:
@@ -157,7 +172,7 @@ class RChatClient:
             raise RChatConfigurationError(
                 _('No R-Chat base URL: set the credential\'s base URL or RCHAT["API_BASE_URL"].')
             )
-        if not _is_http_url(base_url):
+        if not is_http_url(base_url):
             raise RChatConfigurationError(
                 _(
                     "R-Chat base URL %(url)r is not an http(s) URL: fix the credential's "
@@ -323,7 +338,7 @@ class RChatClient:
             return None
         try:
             return response.json()
-        except (ValueError, json.JSONDecodeError) as exc:
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
             if required:
                 raise RChatResponseError(
                     _("R-Chat's answer is not JSON: %(body)s")

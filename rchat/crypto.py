@@ -10,7 +10,6 @@ the old one is dropped. Without keys, one is derived from ``SECRET_KEY`` (and
 import base64
 import functools
 import hashlib
-import hmac
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
@@ -89,11 +88,6 @@ def digest(secret):
     nothing useful, and it survives a rotation of SECRET_KEY or the Fernet keys.
     """
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def secrets_equal(a, b):
-    """Compare two secrets in constant time."""
-    return hmac.compare_digest((a or "").encode(), (b or "").encode())
 
 
 def mask(secret):

@@ -5,7 +5,7 @@ errors subclass Django's ``ImproperlyConfigured`` and sit outside that tree, so 
 ``except RChatError`` can never swallow a broken setup.
 """
 
-from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
+from django.core.exceptions import ImproperlyConfigured
 
 
 class RChatConfigurationError(ImproperlyConfigured):
@@ -26,10 +26,6 @@ class InvalidMessage(RChatError, ValueError):
     def __init__(self, message, *, errors=None):
         super().__init__(message)
         self.errors = errors or {}
-
-
-class WebhookError(RChatError, SuspiciousOperation):
-    """A webhook call was refused (Django answers SuspiciousOperation with 400)."""
 
 
 # --- Errors from talking to R-Chat ---------------------------------------------------

@@ -416,9 +416,6 @@ OUTBOUND_TYPES = KNOWN_TYPES
 # Characters of a message kept in Message.text and the room's last-message preview.
 PREVIEW_LENGTH = 200
 
-# Where R-Chat's answer to Send Message may carry its id for the message.
-SENT_ID_FIELDS = ("message_id", "messageId", "id")
-
 
 def is_http_url(value):
     """True for a string that is an absolute http(s) URL."""
@@ -569,20 +566,3 @@ def outbound_preview(type, data):
         text = f"[{type}]"
     text = " ".join(str(text).split())
     return text if len(text) <= PREVIEW_LENGTH else text[: PREVIEW_LENGTH - 1] + "…"
-
-
-def sent_message_id(answer):
-    """R-Chat's id for a message it accepted, from its JSON answer; "" when it gives none."""
-    candidates = [answer]
-    if isinstance(answer, dict):
-        for nested in ("data", "message"):
-            if isinstance(answer.get(nested), dict):
-                candidates.append(answer[nested])
-    for candidate in candidates:
-        if not isinstance(candidate, dict):
-            continue
-        for field in SENT_ID_FIELDS:
-            value = candidate.get(field)
-            if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
-                return str(value).strip()[:255]
-    return ""

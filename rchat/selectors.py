@@ -9,6 +9,7 @@ from django.db.models import Count, Exists, F, Max, OuterRef, Q
 from django.db.models.functions import TruncDate
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 
 from . import crypto
 from .models import ChatRoom, Credential, Message
@@ -201,13 +202,13 @@ class WebhookCredential:
 
         The previous token (before a rotation) is accepted until ``previous_valid_until``.
         """
-        if crypto.secrets_equal(token, self.signature_token):
+        if constant_time_compare(token, self.signature_token):
             return True
         if not self.previous_signature_token or self.previous_valid_until is None:
             return False
         if (now or timezone.now()) >= self.previous_valid_until:
             return False
-        return crypto.secrets_equal(token, self.previous_signature_token)
+        return constant_time_compare(token, self.previous_signature_token)
 
 
 class _WebhookCredentials:

@@ -358,7 +358,11 @@ def test_a_reply_from_the_change_page_is_queued_and_delivered_to_r_chat(
     httpserver.expect_request(
         get_setting("SEND_MESSAGE_PATH"),
         method="POST",
-        json={"message": {"type": "text", "data": "Hi!"}, "chat_id": "web-42"},
+        json={
+            "message": {"type": "text", "data": "Hi!"},
+            "chat_id": "web-42",
+            "idempotency_key": message.dedup_key,
+        },
     ).respond_with_json({"status": "SUCCESS", "message_id": "m-1"})
     services.message_deliver(message_id=message.pk)
     message.refresh_from_db()

@@ -12,7 +12,7 @@ import pytest
 from django.utils import translation
 from werkzeug import Response
 
-from rchat.client import RChatClient, parse_retry_after
+from rchat.client import RChatClient, parse_retry_after, sent_message_id
 from rchat.exceptions import (
     RChatAuthError,
     RChatConfigurationError,
@@ -418,3 +418,17 @@ def test_each_thread_has_its_own_connection(keep_alive_server):
     ports = keep_alive_server.client_ports
     assert len(ports) == 6
     assert len(set(ports)) == 3
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ({"message_id": "m-1"}, "m-1"),
+        ({"data": {"id": 77}}, "77"),
+        ({"status": "SUCCESS"}, ""),
+        ({}, ""),
+        (None, ""),
+    ],
+)
+def test_rchat_message_id_is_read_from_its_answer(answer, expected):
+    assert sent_message_id(answer) == expected

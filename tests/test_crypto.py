@@ -239,8 +239,11 @@ def test_redact_masks_every_occurrence_of_every_secret():
     assert redacted == "token=••••7a8b; again ••••7a8b; signature=••••2d1e"
 
 
-def test_secrets_equal_compares_values():
-    assert crypto.secrets_equal(TOKEN, TOKEN)
-    assert not crypto.secrets_equal(TOKEN, TOKEN[:-1])
-    assert not crypto.secrets_equal(TOKEN, None)
-    assert crypto.secrets_equal(None, "")
+def test_tokens_are_compared_whole_in_constant_time():
+    """rchat compares secrets with Django's constant_time_compare (no helper of its own)."""
+    from django.utils.crypto import constant_time_compare
+
+    assert constant_time_compare(TOKEN, TOKEN)
+    assert not constant_time_compare(TOKEN, TOKEN[:-1])
+    assert not constant_time_compare(TOKEN, "")
+    assert not hasattr(crypto, "secrets_equal")

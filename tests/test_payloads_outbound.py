@@ -3,7 +3,7 @@
 import pytest
 
 from rchat.exceptions import InvalidMessage
-from rchat.payloads import outbound_preview, outbound_validate, sent_message_id
+from rchat.payloads import outbound_preview, outbound_validate
 
 
 def reasons(type, data):
@@ -115,17 +115,3 @@ def test_preview_is_short_plain_text():
     assert "Bangkok" in outbound_preview(
         "location", {"latitude": 1, "longitude": 2, "title": "Bangkok"}
     )
-
-
-@pytest.mark.parametrize(
-    ("answer", "expected"),
-    [
-        ({"message_id": "m-1"}, "m-1"),
-        ({"data": {"id": 77}}, "77"),
-        ({"status": "SUCCESS"}, ""),
-        ({}, ""),
-        (None, ""),
-    ],
-)
-def test_rchat_message_id_is_read_from_its_answer(answer, expected):
-    assert sent_message_id(answer) == expected

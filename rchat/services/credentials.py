@@ -2,13 +2,13 @@
 
 import logging
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext
 
-from .. import crypto
+from .. import crypto, payloads
 from ..client import RChatClient
 from ..conf import get_setting
 from ..exceptions import (
@@ -37,7 +37,7 @@ def credential_save(*, name, token, base_url=""):
         credential = Credential.objects.select_for_update().filter(name=name).first()
         if credential is None:
             return Credential.objects.create(name=name, token=token, base_url=base_url or "")
-        if not crypto.secrets_equal(credential.token, token):
+        if not constant_time_compare(credential.token, token):
             credential.token = token
             credential.status = Credential.Status.NEW
             credential.signature_token = ""
@@ -61,15 +61,10 @@ def _credential_clean(*, name, token, base_url):
     if any(char.isspace() for char in token):
         raise ValueError(gettext("A Chatday-Token has no spaces in it: check what was pasted."))
     if len(base_url) > Credential._meta.get_field("base_url").max_length or (
-        base_url and not _is_http_url(base_url)
+        base_url and not payloads.is_http_url(base_url)
     ):
         raise ValueError(gettext("The base URL %(url)r is not an http(s) URL.") % {"url": base_url})
     return name, token, base_url
-
-
-def _is_http_url(value):
-    parts = urlsplit(value)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
 def credential_connect(*, name, token, base_url="", rotate=False):
@@ -103,7 +98,7 @@ def credential_register(*, credential, rotate=False, token=None, base_url=None):
     records the error (R-Chat refusing the stored token also marks it invalid) and
     the ``RChatAPIError`` (or ``RChatConfigurationError``) is raised again.
     """
-    new_token = token if token and not crypto.secrets_equal(token, credential.token) else None
+    new_token = token if token and not constant_time_compare(token, credential.token) else None
     try:
         client = RChatClient(
             base_url=base_url or credential.api_base_url, token=new_token or credential.token
@@ -123,7 +118,7 @@ def credential_register(*, credential, rotate=False, token=None, base_url=None):
         if base_url:
             fresh.base_url = base_url
         old = fresh.signature_token
-        if rotate and old and not crypto.secrets_equal(old, signature):
+        if rotate and old and not constant_time_compare(old, signature):
             grace = timedelta(seconds=get_setting("SIGNATURE_GRACE_SECONDS"))
             fresh.previous_signature_token = old
             fresh.previous_signature_digest = fresh.signature_digest

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from .. import crypto, payloads, signals
-from ..client import RChatClient
+from ..client import RChatClient, sent_message_id
 from ..conf import get_setting
 from ..exceptions import (
     InvalidMessage,
@@ -26,6 +26,8 @@ from ..exceptions import (
 )
 from ..models import ChatRoom, Credential, DeliveryAttempt, Message
 from . import credentials
+
+EXTERNAL_ID_MAX = Message._meta.get_field("external_id").max_length
 
 logger = logging.getLogger(__name__)
 
@@ -360,7 +362,7 @@ def _message_finish(message, credential, started, duration_ms, answer, error):
         update.update(
             status=Message.Status.SENT,
             sent_at=now,
-            external_id=payloads.sent_message_id(answer),
+            external_id=sent_message_id(answer)[:EXTERNAL_ID_MAX],
             last_error="",
             next_attempt_at=None,
         )
