@@ -13,13 +13,12 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext
 
-from .. import payloads, signals
+from .. import broker, payloads, signals
 from ..conf import get_setting
 from ..exceptions import (
     RChatConfigurationError,
 )
 from ..models import ChatRoom, Credential, Message, WebhookEvent
-from . import outbound
 
 logger = logging.getLogger(__name__)
 
@@ -395,10 +394,8 @@ def _message_received(message, room, created):
                 exc_info=response,
             )
     if created and get_setting("ON_MESSAGE"):
-        from ..tasks import run_message_hook
-
         try:
-            outbound._publish(run_message_hook, message.pk, None)
+            broker.publish(broker.MESSAGE_HOOK, message.pk)
         except Exception as exc:  # the message is stored; only the hook is lost
             logger.error(
                 "Could not queue RCHAT['ON_MESSAGE'] for message %s (%s: %s)",

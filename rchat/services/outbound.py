@@ -1,9 +1,7 @@
 """Outbound messages: queueing, delivering to R-Chat with retries, in order, none lost."""
 
 import logging
-import os
 import random
-import threading
 import time
 import uuid
 from datetime import timedelta
@@ -14,7 +12,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from .. import crypto, payloads, signals
+from .. import broker, crypto, payloads, signals
 from ..client import RChatClient, sent_message_id
 from ..conf import get_setting
 from ..exceptions import (
@@ -39,10 +37,6 @@ logger = logging.getLogger(__name__)
 # worker killed) delays a message but never loses it: ``message_requeue_stale``, run
 # by Celery beat, wakes every row whose wake-up went missing. docs/delivery.md tells
 # the whole policy.
-
-# Seconds a sender waits for the broker before giving up on the wake-up: a reply must
-# not hang on a broker outage, and the sweep delivers the message once it is back.
-WAKE_UP_CONNECT_TIMEOUT = 1.0
 
 # Rows the sweep wakes per run; the next run takes the rest.
 REQUEUE_BATCH = 500
@@ -455,10 +449,8 @@ def _message_wake(message_id, *, countdown=None):
     When the broker cannot be reached the row stays queued (marked never woken, so the
     next sweep picks it up at once) and the caller carries on.
     """
-    from ..tasks import deliver_message
-
     try:
-        _publish(deliver_message, message_id, countdown)
+        broker.publish(broker.DELIVER, message_id, countdown=countdown)
     except Exception as exc:  # a lost wake-up is what the sweep is for
         logger.warning(
             "Could not enqueue delivery of message %s (%s: %s); the stale sweep will.",
@@ -473,61 +465,3 @@ def _message_wake(message_id, *, countdown=None):
                 )
             except Exception:  # the row is still queued; the sweep finds it
                 logger.exception("Could not mark message %s for the stale sweep", message_id)
-
-
-def _publish(task, message_id, countdown):
-    app = task.app
-    if app.conf.task_always_eager:
-        task.apply_async((message_id,), countdown=countdown)
-        return
-    try:
-        task.apply_async(
-            (message_id,), countdown=countdown, connection=_wake_connection(app), retry=False
-        )
-    except Exception:
-        # The kept connection may have gone stale (the broker restarted): one more
-        # try on a fresh one, which fails within the connect time-out if it is down.
-        _wake_connection_drop()
-        task.apply_async(
-            (message_id,), countdown=countdown, connection=_wake_connection(app), retry=False
-        )
-
-
-# A connection of our own with a short connect time-out and no reconnect loop, kept
-# per thread: Celery's pooled one would retry for broker_connection_timeout (and
-# more), and opening a new one for each wake-up costs several times the publish.
-_wake = threading.local()
-
-
-def _wake_connection(app):
-    # Keyed on where tasks are published, so a changed setting takes a new connection.
-    url = app.conf.broker_write_url or app.conf.broker_url
-    kept = getattr(_wake, "kept", None)
-    if kept is not None and kept[0] == url:
-        return kept[1]
-    _wake_connection_drop()
-    options = {**(app.conf.broker_transport_options or {}), "max_retries": 0}
-    connection = app.connection_for_write(
-        connect_timeout=WAKE_UP_CONNECT_TIMEOUT, transport_options=options
-    )
-    _wake.kept = (url, connection)
-    return connection
-
-
-def _wake_connection_drop():
-    kept = getattr(_wake, "kept", None)
-    _wake.kept = None
-    if kept is not None:
-        try:
-            kept[1].release()
-        except Exception:  # closing a broken connection may fail too; it is dropped
-            logger.debug("Closing the wake-up connection failed", exc_info=True)
-
-
-def _wake_after_fork():
-    # A forked worker child must not share the parent's socket.
-    global _wake
-    _wake = threading.local()
-
-
-os.register_at_fork(after_in_child=_wake_after_fork)

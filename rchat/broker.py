@@ -1,0 +1,103 @@
+"""Publishing wake-ups to Celery's broker, without ever holding up the sender for long.
+
+The database row is the truth and a task only a wake-up (docs/delivery.md), so a
+publish that cannot reach the broker is not worth waiting for: services give up after
+``CONNECT_TIMEOUT`` and leave the row to the stale sweep. Celery's own publishing would
+wait ``broker_connection_timeout`` and retry, and opening a connection for every
+wake-up costs several times the publish itself; so connections come from a small
+kombu pool of this module's own, with a short connect time-out and no retry loop.
+
+Tasks are named, not imported: services publish ``rchat.tasks.*`` by name, and only
+``tasks`` imports ``services``.
+"""
+
+import importlib
+import logging
+import os
+import threading
+
+from celery import current_app
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a sender waits for the broker before giving up on the wake-up.
+CONNECT_TIMEOUT = 1.0
+#: Connections kept per broker URL and process (one per thread that publishes at once).
+POOL_LIMIT = 10
+
+DELIVER = "rchat.tasks.deliver_message"
+MESSAGE_HOOK = "rchat.tasks.run_message_hook"
+
+_pools = {}
+_pools_lock = threading.Lock()
+
+
+def publish(task_name, object_id, *, countdown=None):
+    """Enqueue task ``task_name`` with the one argument ``object_id``.
+
+    Raises whatever the broker raises when it cannot take the task (after one more try
+    on a fresh connection, in case the pooled one went stale when the broker restarted).
+    With ``task_always_eager`` (tests) the task runs at once, in this process.
+    """
+    app = current_app
+    if app.conf.task_always_eager:
+        _task(app, task_name).apply_async((object_id,), countdown=countdown)
+        return
+    try:
+        _send(app, task_name, object_id, countdown, fresh=False)
+    except Exception:
+        _send(app, task_name, object_id, countdown, fresh=True)
+
+
+def _send(app, task_name, object_id, countdown, *, fresh):
+    pool = _pool(app)
+    with pool.acquire(block=True, timeout=CONNECT_TIMEOUT) as connection:
+        if fresh:
+            # Drop whatever the pooled connection held; it reconnects on use.
+            connection.collect()
+        try:
+            app.send_task(
+                task_name,
+                args=(object_id,),
+                countdown=countdown,
+                connection=connection,
+                retry=False,
+                # rchat reads no task results: no result backend is asked to wait for one.
+                ignore_result=True,
+            )
+        except Exception:
+            connection.collect()  # never hand a broken connection to the next sender
+            raise
+
+
+def _pool(app):
+    # Keyed on where tasks are published, so a changed setting takes new connections.
+    url = app.conf.broker_write_url or app.conf.broker_url
+    with _pools_lock:
+        pool = _pools.get(url)
+        if pool is None:
+            options = {**(app.conf.broker_transport_options or {}), "max_retries": 0}
+            connection = app.connection_for_write(
+                connect_timeout=CONNECT_TIMEOUT, transport_options=options
+            )
+            pool = _pools[url] = connection.Pool(limit=POOL_LIMIT)
+        return pool
+
+
+def _task(app, task_name):
+    """The registered task ``task_name``, importing its module when nothing has yet."""
+    if task_name not in app.tasks:
+        importlib.import_module(task_name.rsplit(".", 1)[0])
+    return app.tasks[task_name]
+
+
+def _forget_after_fork():
+    # A forked child must not share the parent's sockets: it starts with no pool (the
+    # parent's connections are left alone, not closed, since closing one could end the
+    # parent's session with the broker).
+    global _pools, _pools_lock
+    _pools = {}
+    _pools_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
