@@ -4,12 +4,22 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 from functools import partial
 
-from django.db import DatabaseError, DataError, IntegrityError, connections, router, transaction
+from django.conf import settings
+from django.db import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    connections,
+    models,
+    router,
+    transaction,
+)
 from django.db.models import F
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext
 
@@ -297,64 +307,85 @@ def _room_touch(credential_id, inbound, at):
 
 
 def _room_update(credential_id, chat_id, at, preview, about_user):
-    """Record an inbound message on its room in one statement; the room, or None.
+    """Lock the room and record an inbound message on it; the room as updated, or None.
 
-    ``UPDATE … RETURNING`` both locks the row and reads it back, where SELECT … FOR
-    UPDATE and an UPDATE would take two round trips. It is written out by hand: this
-    runs on every webhook, and building it through the ORM (conditional expressions,
-    then a raw queryset) cost more CPU than everything else the webhook does.
+    An older message (re-processed) does not replace a newer last message. Where the
+    database has ``UPDATE … RETURNING`` (PostgreSQL, SQLite), one statement both locks
+    the row and reads it back, where the ORM takes two round trips (SELECT … FOR
+    UPDATE, then UPDATE) and a third to read the row again; this runs on every webhook.
+    Other databases (MySQL, Oracle) take the ORM's way.
     """
     db = router.db_for_write(ChatRoom)
     connection = connections[db]
+    if connection.vendor in ("postgresql", "sqlite"):
+        return _room_update_returning(
+            connection, db, credential_id, chat_id, at, preview, about_user
+        )
     rooms = ChatRoom.objects.using(db).filter(credential_id=credential_id, chat_id=chat_id)
-    unread = {"unread_count": F("unread_count") + 1, "status": ChatRoom.Status.OPEN}
-    if connection.vendor not in ("postgresql", "sqlite"):
-        # No RETURNING (MySQL, Oracle …): lock, update, read back.
-        room = rooms.select_for_update().first()
-        if room is None:
-            return None
-        newer = room.last_message_at is None or room.last_message_at <= at
-        latest = {"last_message_at": at, "last_message_preview": preview} if newer else {}
-        rooms.filter(pk=room.pk).update(**unread, **latest, **about_user)
-        room.refresh_from_db()
-        return room
+    room = rooms.select_for_update().first()
+    if room is None:
+        return None
+    newer = room.last_message_at is None or room.last_message_at <= at
+    latest = {"last_message_at": at, "last_message_preview": preview} if newer else {}
+    rooms.filter(pk=room.pk).update(
+        unread_count=F("unread_count") + 1,
+        status=ChatRoom.Status.OPEN,
+        **latest,
+        **about_user,
+    )
+    room.refresh_from_db()
+    return room
 
+
+def _room_update_returning(connection, db, credential_id, chat_id, at, preview, about_user):
+    """``_room_update`` in one ``UPDATE … RETURNING``, plain SQL through Django's cursor.
+
+    The table and column names come from the model's documented ``_meta`` API, quoted
+    by the backend; every value is a parameter, the time adapted by the backend as the
+    ORM would store it. The row comes back in the model's field order and becomes an
+    instance with ``Model.from_db``, as the ORM builds one.
+    """
     meta = ChatRoom._meta
+    fields = meta.concrete_fields
     quote = connection.ops.quote_name
-    column = {field.attname: quote(field.column) for field in meta.concrete_fields}
-    when = f"({column['last_message_at']} IS NULL OR {column['last_message_at']} <= %s)"
-    at_value = connection.ops.adapt_datetimefield_value(at)
+    column = {field.attname: quote(field.column) for field in fields}
+    last_at, last_preview = column["last_message_at"], column["last_message_preview"]
     # Every SET expression sees the row as it was, so both CASEs test the old time.
+    newer = f"({last_at} IS NULL OR {last_at} <= %s)"
     assignments = [
-        f"{column['last_message_at']} = CASE WHEN {when} THEN %s "
-        f"ELSE {column['last_message_at']} END",
-        f"{column['last_message_preview']} = CASE WHEN {when} THEN %s "
-        f"ELSE {column['last_message_preview']} END",
+        f"{last_at} = CASE WHEN {newer} THEN %s ELSE {last_at} END",
+        f"{last_preview} = CASE WHEN {newer} THEN %s ELSE {last_preview} END",
         f"{column['unread_count']} = {column['unread_count']} + 1",
         f"{column['status']} = %s",
+        *(f"{column[name]} = %s" for name in about_user),
     ]
+    at_value = connection.ops.adapt_datetimefield_value(at)
     params = [at_value, at_value, at_value, preview, ChatRoom.Status.OPEN]
-    for name, value in about_user.items():
-        assignments.append(f"{column[name]} = %s")
-        params.append(value)
-    # Only the model's own quoted names are formatted in; every value is a parameter.
+    params += [*about_user.values(), credential_id, chat_id]
     sql = (
         f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "  # noqa: S608
         f"WHERE {column['credential_id']} = %s AND {column['chat_id']} = %s "
         f"RETURNING {', '.join(column.values())}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, credential_id, chat_id])
+        cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         return None
-    # The backend's converters (SQLite returns datetimes as text) and from_db, as
-    # the ORM itself would build the instance.
-    compiler = rooms.query.get_compiler(using=db)
-    converters = compiler.get_converters([f.get_col(meta.db_table) for f in meta.concrete_fields])
-    if converters:
-        row = next(iter(compiler.apply_converters([row], converters)))
-    return ChatRoom.from_db(db, list(column), row)
+    return ChatRoom.from_db(
+        db, list(column), [_db_value(f, v) for f, v in zip(fields, row, strict=True)]
+    )
+
+
+def _db_value(field, value):
+    # SQLite hands timestamps back naive (text or datetime), in UTC; psycopg aware.
+    if value is None or not isinstance(field, models.DateTimeField):
+        return value
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    if settings.USE_TZ and timezone.is_naive(value):
+        value = timezone.make_aware(value, UTC)
+    return value
 
 
 def _event_save(event, outcome, *, message=None, error=""):
@@ -376,8 +407,7 @@ def _event_forget_rollback(event, *, live):
     # A rolled-back transaction leaves the Python object as if its writes had stuck:
     # a new event gets a primary key that no longer exists.
     if live:
-        event.pk = None
-        event._state.adding = True
+        event.pk = None  # saved again, it is inserted anew
     event.message = None
 
 
