@@ -26,13 +26,15 @@ logger = logging.getLogger(__name__)
 # --- Credentials ----------------------------------------------------------------------
 
 
-def credential_save(*, name, token, base_url=""):
+def credential_save(*, name, token, base_url=None):
     """Create the credential ``name``, or update its token and base URL.
 
-    A changed Chatday-Token makes the credential "not registered" again: its
-    signature token belonged to the old one.
+    ``base_url`` None keeps the one stored; "" clears it (the credential then follows
+    ``RCHAT["API_BASE_URL"]``). A changed Chatday-Token makes the credential "not
+    registered" again: its signature token belonged to the old one.
     """
-    name, token, base_url = _credential_clean(name=name, token=token, base_url=base_url)
+    keep_base_url = base_url is None
+    name, token, base_url = _credential_clean(name=name, token=token, base_url=base_url or "")
     with transaction.atomic():
         credential = Credential.objects.select_for_update().filter(name=name).first()
         if credential is None:
@@ -42,7 +44,7 @@ def credential_save(*, name, token, base_url=""):
             credential.status = Credential.Status.NEW
             credential.signature_token = ""
             credential.signature_digest = ""
-        if base_url:
+        if not keep_base_url:
             credential.base_url = base_url
         credential.save()
         return credential

@@ -129,10 +129,6 @@ class Command(BaseCommand):
         credential = services.credential_save(
             name=CREDENTIAL_NAME, token=DEMO_TOKEN, base_url=base_url
         )
-        if credential.base_url != base_url:
-            # credential_save keeps a base URL when given an empty one: clear it here.
-            credential.base_url = base_url
-            credential.save(update_fields=["base_url", "updated_at"])
         with self._sandbox(parts, secret):
             try:
                 services.credential_register(credential=credential)
