@@ -18,8 +18,10 @@ from .credentials import (
 )
 from .inbound import (
     InboundResult,
+    Reprocessed,
     message_hook_run,
     webhook_event_reprocess,
+    webhook_events_reprocess,
     webhook_receive,
     webhook_refuse,
 )
@@ -37,6 +39,7 @@ from .staff import staff_groups_sync, staff_member_add
 __all__ = [
     "Delivery",
     "InboundResult",
+    "Reprocessed",
     "credential_connect",
     "credential_mark_invalid",
     "credential_reencrypt",
@@ -57,6 +60,7 @@ __all__ = [
     "staff_groups_sync",
     "staff_member_add",
     "webhook_event_reprocess",
+    "webhook_events_reprocess",
     "webhook_receive",
     "webhook_refuse",
 ]

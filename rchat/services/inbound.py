@@ -38,6 +38,10 @@ logger = logging.getLogger(__name__)
 # token and the size; everything after that is data: the call is kept as a
 # WebhookEvent whatever happens, and the message it carries is stored exactly once.
 
+#: Outcomes of webhook events that can be processed again ("received": a call whose
+#: processing was cut short).
+REPROCESSABLE = (WebhookEvent.Outcome.FAILED, WebhookEvent.Outcome.RECEIVED)
+
 # Longest dedup key (Message.dedup_key); longer external ids are hashed.
 DEDUP_KEY_MAX = 100
 # Credential.last_webhook_at is written at most this often per process: it tells an
@@ -118,7 +122,7 @@ def webhook_event_reprocess(*, event):
 
     Raises ``ValueError`` for an event that was not a failure, or kept no body.
     """
-    if event.outcome not in (WebhookEvent.Outcome.FAILED, WebhookEvent.Outcome.RECEIVED):
+    if event.outcome not in REPROCESSABLE:
         raise ValueError(
             gettext("Webhook event %(id)s is %(outcome)s; only failed events are re-processed.")
             % {"id": event.pk, "outcome": event.get_outcome_display()}
@@ -135,6 +139,63 @@ def webhook_event_reprocess(*, event):
             error=gettext("The credential this call came for has been deleted."),
         )
     return _webhook_process(event, received_at=event.received_at, live=False)
+
+
+@dataclass(frozen=True)
+class Reprocessed:
+    """What ``webhook_events_reprocess`` did with one event."""
+
+    event_id: int
+    #: "processed", "duplicate", "ping", "failed", or "skipped" (left as it was).
+    outcome: str
+    #: The stored message ("message #12"), why it failed, or why it was skipped.
+    detail: str = ""
+
+
+def webhook_events_reprocess(*, ids=(), failed=False):
+    """Process webhook events again: those of ``ids``, and with ``failed`` (or no ids)
+    every failed one. Returns ``(total, results)``: how many will be re-processed, and
+    an iterator that re-processes them oldest first, giving a ``Reprocessed`` for each.
+
+    Raises ``ValueError`` before touching anything when an id is unknown or names an
+    event that did not fail. Events are read one at a time (bodies can be large), and
+    one re-processed elsewhere meanwhile is skipped.
+    """
+    ids = list(ids)
+    if ids:
+        found = WebhookEvent.objects.in_bulk(ids)
+        missing = [str(pk) for pk in ids if pk not in found]
+        if missing:
+            raise ValueError(
+                gettext("No webhook event with id %(ids)s.") % {"ids": ", ".join(missing)}
+            )
+        done = [str(pk) for pk in ids if found[pk].outcome not in REPROCESSABLE]
+        if done:
+            raise ValueError(
+                gettext("Webhook event %(ids)s did not fail; only failed events are re-processed.")
+                % {"ids": ", ".join(done)}
+            )
+    events = WebhookEvent.objects.filter(pk__in=ids)
+    if failed or not ids:
+        events = events | WebhookEvent.objects.filter(outcome__in=REPROCESSABLE)
+    pks = list(events.order_by("pk").values_list("pk", flat=True))
+    return len(pks), (_event_reprocess_one(pk) for pk in pks)
+
+
+def _event_reprocess_one(pk):
+    event = WebhookEvent.objects.filter(pk=pk, outcome__in=REPROCESSABLE).first()
+    if event is None:
+        return Reprocessed(pk, "skipped", gettext("no longer failed"))
+    try:
+        result = webhook_event_reprocess(event=event)
+    except ValueError as exc:
+        return Reprocessed(pk, "skipped", str(exc))
+    if result.message is not None:
+        return Reprocessed(
+            pk, result.outcome, gettext("message #%(id)s") % {"id": result.message.pk}
+        )
+    detail = result.event.error if result.outcome == WebhookEvent.Outcome.FAILED else ""
+    return Reprocessed(pk, result.outcome, detail)
 
 
 def message_hook_run(*, message_id):
