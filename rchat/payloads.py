@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 
 from .conf import get_setting
 from .exceptions import InvalidMessage
+from .models import ChatRoom, Message
 
 KNOWN_TYPES = ("text", "image", "file", "sticker", "location")
 
@@ -58,12 +59,12 @@ INBOUND_CHANNELS = {
     "fb": "facebook",
     "messenger": "facebook",
 }
-# Column sizes of the rows an inbound message fills (models.py).
-CHAT_ID_MAX = 255
-TYPE_MAX = 50
-NAME_MAX = 255
-AVATAR_MAX = 1000
-EXTERNAL_ID_MAX = 255
+# Column sizes of the rows an inbound message fills, from the models themselves.
+CHAT_ID_MAX = ChatRoom._meta.get_field("chat_id").max_length
+TYPE_MAX = Message._meta.get_field("type").max_length
+NAME_MAX = ChatRoom._meta.get_field("display_name").max_length
+AVATAR_MAX = ChatRoom._meta.get_field("avatar_url").max_length
+EXTERNAL_ID_MAX = Message._meta.get_field("external_id").max_length
 # How deep arrays and objects may nest in a body. Without a limit of its own, how deep
 # json.loads goes depends on the Python version (about 1,000 levels on 3.11, thousands
 # on 3.13), and a body it reads could still exhaust the recursion limit in the code
@@ -123,7 +124,7 @@ def inbound_load(body):
         # ValueError covers JSONDecodeError, over-long integers and nesting deeper
         # than INBOUND_DEPTH_MAX; deeper still exhausts json's own recursion limit.
         raise InvalidPayload(
-            _("The body is not valid JSON: %(reason)s") % {"reason": _short(exc, 120)}
+            _("The body is not valid JSON: %(reason)s") % {"reason": short(exc, 120)}
         ) from exc
     if not isinstance(payload, dict):
         raise InvalidPayload(
@@ -137,7 +138,7 @@ def _parse_float(text):
     # JSON either and which jsonb refuses: refused here, as NaN is.
     value = float(text)
     if not math.isfinite(value):
-        raise ValueError(f"the number {_short(text, 40)} is out of range")
+        raise ValueError(f"the number {short(text, 40)} is out of range")
     return value
 
 
@@ -283,15 +284,16 @@ def inbound_text(type, data):
         label = f"[{type}]"
         detail = data if isinstance(data, str) else _compact(data)
     text = f"{label} {detail}".strip()
-    return _short(text, PREVIEW_LENGTH)
+    return short(text, PREVIEW_LENGTH)
 
 
 def inbound_preview(text):
     """The room's last-message preview for a message whose rendering is ``text``."""
-    return _short(" ".join(text.split()), PREVIEW_LENGTH)
+    return short(" ".join(text.split()), PREVIEW_LENGTH)
 
 
-def _short(value, limit):
+def short(value, limit):
+    """``value`` as text of at most ``limit`` characters, cut with "…"."""
     value = str(value)
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
@@ -299,7 +301,7 @@ def _short(value, limit):
 def _compact(data):
     if data in ({}, [], None, ""):
         return ""
-    return _short(json.dumps(data, ensure_ascii=False, separators=(",", ":")), PREVIEW_LENGTH)
+    return short(json.dumps(data, ensure_ascii=False, separators=(",", ":")), PREVIEW_LENGTH)
 
 
 def _json_kind(value):
@@ -414,7 +416,7 @@ _NUMBER = re.compile(r"\d{9,}(\.\d+)?")
 OUTBOUND_TYPES = KNOWN_TYPES
 
 # Characters of a message kept in Message.text and the room's last-message preview.
-PREVIEW_LENGTH = 200
+PREVIEW_LENGTH = ChatRoom._meta.get_field("last_message_preview").max_length
 
 
 def is_http_url(value):
@@ -564,5 +566,4 @@ def outbound_preview(type, data):
         text = f"{_('[Location]')} {place}"
     else:
         text = f"[{type}]"
-    text = " ".join(str(text).split())
-    return text if len(text) <= PREVIEW_LENGTH else text[: PREVIEW_LENGTH - 1] + "…"
+    return short(" ".join(str(text).split()), PREVIEW_LENGTH)

@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 REPROCESSABLE = (WebhookEvent.Outcome.FAILED, WebhookEvent.Outcome.RECEIVED)
 
 # Longest dedup key (Message.dedup_key); longer external ids are hashed.
-DEDUP_KEY_MAX = 100
+DEDUP_KEY_MAX = Message._meta.get_field("dedup_key").max_length
 # Credential.last_webhook_at is written at most this often per process: it tells an
 # operator that R-Chat reaches the site, which does not need one write per message.
 LAST_WEBHOOK_WRITE_SECONDS = 60.0

@@ -69,10 +69,7 @@ def message_send(*, room, type, data, author=None):
     data = payloads.outbound_validate(type, data)
     preview = payloads.outbound_preview(type, data)
     with transaction.atomic():
-        status = ChatRoom.objects.filter(pk=room.pk).values_list("status", flat=True).first()
-        if status != ChatRoom.Status.OPEN:
-            reason = gettext("This chat room is closed; reopen it to reply.")
-            raise InvalidMessage(reason, errors={"room": reason})
+        _room_check_open(room.pk)
         now = timezone.now()
         message = Message.objects.create(
             room=room,
@@ -86,12 +83,21 @@ def message_send(*, room, type, data, author=None):
             dedup_key=idempotency_key_new(),
         )
         ChatRoom.objects.filter(pk=room.pk).update(
-            last_message_at=now, last_message_preview=preview[:200]
+            last_message_at=now, last_message_preview=preview
         )
         transaction.on_commit(partial(_message_wake, message.pk), robust=True)
     room.last_message_at = now
-    room.last_message_preview = preview[:200]
+    room.last_message_preview = preview
     return message
+
+
+def _room_check_open(room_id):
+    """Raise ``InvalidMessage`` unless chat room ``room_id`` is open (nothing is sent to
+    a closed room: it is reopened first, by an agent or by the end user writing)."""
+    status = ChatRoom.objects.filter(pk=room_id).values_list("status", flat=True).first()
+    if status != ChatRoom.Status.OPEN:
+        reason = gettext("This chat room is closed; reopen it to reply.")
+        raise InvalidMessage(reason, errors={"room": reason})
 
 
 def message_deliver(*, message_id):
@@ -131,12 +137,7 @@ def message_retry(*, message):
     """
     now = timezone.now()
     with transaction.atomic():
-        room_status = (
-            ChatRoom.objects.filter(pk=message.room_id).values_list("status", flat=True).first()
-        )
-        if room_status != ChatRoom.Status.OPEN:
-            reason = gettext("This chat room is closed; reopen it to reply.")
-            raise InvalidMessage(reason, errors={"room": reason})
+        _room_check_open(message.room_id)
         updated = Message.objects.filter(
             pk=message.pk, direction=Message.Direction.OUT, status=Message.Status.FAILED
         ).update(

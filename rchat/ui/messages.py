@@ -8,7 +8,7 @@ break a conversation page. Only http(s) URLs become links or images.
 
 import json
 
-from ..payloads import KNOWN_TYPES, first_field, http_url, inbound_text, scalar_text
+from ..payloads import KNOWN_TYPES, first_field, http_url, inbound_text, scalar_text, short
 
 #: Where the URL of an image, a file or a sticker may be, most likely first.
 URL_FIELDS = ("url", "originalContentUrl", "previewImageUrl", "contentUrl", "sticker_url")
@@ -20,8 +20,7 @@ RAW_MAX = 500
 def _raw(data):
     if data in (None, "", {}, []):
         return ""
-    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
-    return text if len(text) <= RAW_MAX else text[: RAW_MAX - 1] + "…"
+    return short(data if isinstance(data, str) else json.dumps(data, ensure_ascii=False), RAW_MAX)
 
 
 def _coordinate(value, limit):
