@@ -255,9 +255,6 @@ def message_retry(request, pk, message_pk):
     room = _get_room(pk)
     # A message id from another room is not found here, rather than retried.
     message = get_object_or_404(Message, pk=message_pk, room=room, direction=Message.Direction.OUT)
-    if message.status != Message.Status.FAILED:
-        messages.info(request, _("That message has not failed; nothing to retry."))
-        return _back_to_room(request, room)
     try:
         services.message_retry(message=message)
     except InvalidMessage as exc:
