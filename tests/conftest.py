@@ -64,6 +64,35 @@ def _rchat_defaults(settings, tmp_path):
     settings.RCHAT = {**settings.RCHAT, "SITE_URL": "https://site.example"}
 
 
+# --- Data every kind of test needs ------------------------------------------------------
+
+
+@pytest.fixture
+def credential():
+    """A registered credential (``signature_token`` is the plain value), and a webhook
+    credential cache that has not seen the rows of an earlier test."""
+    from rchat import selectors
+    from tests.factories import CredentialFactory
+
+    selectors.webhook_credentials_clear()
+    return CredentialFactory()
+
+
+@pytest.fixture
+def connect():
+    """``connect(signal, receiver)`` for this test only: disconnected afterwards."""
+    connected = []
+
+    def _connect(signal, receiver):
+        signal.connect(receiver, weak=False)
+        connected.append((signal, receiver))
+        return receiver
+
+    yield _connect
+    for signal, receiver in connected:
+        signal.disconnect(receiver)
+
+
 # --- The R-Chat sandbox ------------------------------------------------------------------
 
 

@@ -21,6 +21,18 @@ class UserFactory(factory.django.DjangoModelFactory):
     is_staff = True
 
 
+def user_with(*codenames, **fields):
+    """A user holding exactly these rchat permissions (default: see and reply)."""
+    from django.contrib.auth.models import Permission
+
+    user = UserFactory(**fields)
+    codenames = codenames or ("view_chatroom", "reply_chatroom")
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="rchat", codename__in=codenames)
+    )
+    return user
+
+
 class CredentialFactory(factory.django.DjangoModelFactory):
     """An active credential with a signature token; ``signature_token`` is the plain value."""
 

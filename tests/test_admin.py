@@ -5,7 +5,6 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -15,7 +14,13 @@ from django.utils.formats import date_format
 from rchat import services
 from rchat.conf import get_setting
 from rchat.models import ChatRoom, Credential, DeliveryAttempt, Message, WebhookEvent
-from tests.factories import ChatRoomFactory, CredentialFactory, MessageFactory, UserFactory
+from tests.factories import (
+    ChatRoomFactory,
+    CredentialFactory,
+    MessageFactory,
+    UserFactory,
+    user_with,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -29,10 +34,7 @@ def operator(client):
 
 
 def _staff_with(client, *codenames):
-    user = UserFactory(username="viewer")
-    user.user_permissions.set(
-        Permission.objects.filter(content_type__app_label="rchat", codename__in=codenames)
-    )
+    user = user_with(*codenames, username="viewer")
     client.force_login(user)
     return user
 

@@ -2,7 +2,6 @@
 
 import jsonschema
 import pytest
-from django.contrib.auth.models import Permission
 from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -11,18 +10,15 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from rchat.models import ChatRoom, Message
-from tests.factories import ChatRoomFactory, CredentialFactory, MessageFactory, UserFactory
+from tests.factories import (
+    ChatRoomFactory,
+    CredentialFactory,
+    MessageFactory,
+    UserFactory,
+    user_with,
+)
 
 pytestmark = pytest.mark.django_db
-
-
-def make_user(*codenames):
-    user = UserFactory()
-    codenames = codenames or ("view_chatroom", "reply_chatroom")
-    user.user_permissions.set(
-        Permission.objects.filter(content_type__app_label="rchat", codename__in=codenames)
-    )
-    return user
 
 
 def token_client(user):
@@ -42,7 +38,7 @@ def _fresh_throttle_counts():
 
 @pytest.fixture
 def bot():
-    return make_user()
+    return user_with()
 
 
 @pytest.fixture
@@ -73,7 +69,7 @@ def test_a_wrong_token_is_refused():
 
 def test_session_authentication_works(client):
     """An agent logged in to the site can call the API from the browser."""
-    client.force_login(make_user("view_chatroom"))
+    client.force_login(user_with("view_chatroom"))
     ChatRoomFactory(display_name="Session Room")
     response = client.get(url("room-list"))
     assert response.status_code == 200
@@ -82,13 +78,13 @@ def test_session_authentication_works(client):
 
 def test_user_without_view_permission_gets_403():
     """Authenticated but without rchat.view_chatroom: 403."""
-    client = token_client(make_user("add_credential"))
+    client = token_client(user_with("add_credential"))
     assert client.get(url("room-list")).status_code == 403
 
 
 def test_viewer_cannot_reply_or_change_rooms():
     """With view_chatroom only, every POST is refused and nothing changes."""
-    client = token_client(make_user("view_chatroom"))
+    client = token_client(user_with("view_chatroom"))
     room = ChatRoomFactory()
     assert client.get(url("room-detail", pk=room.pk)).status_code == 200
     reply = client.post(
@@ -243,7 +239,7 @@ def test_retry_a_failed_reply(api):
 
 def test_assign_to_self_to_another_agent_and_to_nobody(api, bot):
     room = ChatRoomFactory()
-    colleague = make_user("view_chatroom")
+    colleague = user_with("view_chatroom")
     response = api.post(url("room-assign", pk=room.pk), {}, format="json")
     assert response.status_code == 200 and response.json()["assignee"]["id"] == bot.pk
     api.post(url("room-assign", pk=room.pk), {"assignee": colleague.pk}, format="json")
@@ -391,7 +387,7 @@ def test_a_reply_the_api_refuses_does_not_match_the_schema(api, reply_schema, pa
 
 def test_docs_page_uses_local_swagger_files(client):
     """The API docs page loads Swagger UI from the site's static files, not a CDN."""
-    client.force_login(make_user("view_chatroom"))
+    client.force_login(user_with("view_chatroom"))
     response = client.get(url("docs"))
     assert response.status_code == 200
     page = response.content.decode()
@@ -417,7 +413,7 @@ def test_api_lists_run_the_same_queries_for_5_or_50_rooms(endpoint):
     for rooms, messages in ((5, 2), (50, 20)):
         Message.objects.all().delete()
         ChatRoom.objects.all().delete()
-        user = make_user()
+        user = user_with()
         client = token_client(user)
         room = _fill(rooms, messages, user)
         target = url(endpoint) if endpoint == "room-list" else url(endpoint, pk=room.pk)

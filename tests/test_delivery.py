@@ -89,21 +89,15 @@ def room(httpserver, rchat_settings):
 
 
 @pytest.fixture
-def received():
+def received(connect):
     """message_sent / message_failed as a list of (signal name, message id, error)."""
     seen = []
-
-    def on_sent(sender, message, **kwargs):
-        seen.append(("sent", message.pk, None))
-
-    def on_failed(sender, message, error, **kwargs):
-        seen.append(("failed", message.pk, error))
-
-    signals.message_sent.connect(on_sent)
-    signals.message_failed.connect(on_failed)
-    yield seen
-    signals.message_sent.disconnect(on_sent)
-    signals.message_failed.disconnect(on_failed)
+    connect(signals.message_sent, lambda message, **kwargs: seen.append(("sent", message.pk, None)))
+    connect(
+        signals.message_failed,
+        lambda message, error, **kwargs: seen.append(("failed", message.pk, error)),
+    )
+    return seen
 
 
 def sent_bodies(httpserver):

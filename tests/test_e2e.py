@@ -58,7 +58,7 @@ def rchat_sandbox(live_server, tmp_path):
 
 
 @pytest.fixture
-def credential(rchat_sandbox):
+def sandbox_credential(rchat_sandbox):
     """A credential registered with the sandbox, through rchat's own service."""
     saved = services.credential_save(name="e2e", token=TOKEN, base_url=rchat_sandbox.url)
     services.credential_register(credential=saved)
@@ -83,7 +83,7 @@ def user_writes(sandbox, chat_id, texts, **who):
 
 
 def test_an_end_user_message_reaches_the_site_and_the_replies_reach_the_end_user(
-    rchat_sandbox, credential, workers
+    rchat_sandbox, sandbox_credential, workers
 ):
     """Thai text goes sandbox -> webhook -> database -> queue -> worker -> sandbox, in order."""
     workers(concurrency=2)
@@ -93,7 +93,7 @@ def test_an_end_user_message_reaches_the_site_and_the_replies_reach_the_end_user
     assert inbound_texts("e2e-chat") == written
     room = ChatRoom.objects.get(chat_id="e2e-chat")
     assert (room.credential_id, room.channel, room.display_name) == (
-        credential.pk,
+        sandbox_credential.pk,
         "line",
         "สมชาย",
     )
@@ -120,7 +120,9 @@ def test_an_end_user_message_reaches_the_site_and_the_replies_reach_the_end_user
     assert len(sent) == len(replies)
 
 
-def test_replies_survive_two_failed_sends_and_keep_their_order(rchat_sandbox, credential, workers):
+def test_replies_survive_two_failed_sends_and_keep_their_order(
+    rchat_sandbox, sandbox_credential, workers
+):
     """R-Chat answering 503 twice: the worker retries; the end user gets every reply, in order."""
     workers(concurrency=2)
     user_writes(rchat_sandbox, "e2e-faults", ["มีใครอยู่ไหมครับ"])

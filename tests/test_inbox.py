@@ -3,30 +3,19 @@
 import re
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from rchat.models import ChatRoom, Message
-from tests.factories import ChatRoomFactory, MessageFactory, UserFactory
+from tests.factories import ChatRoomFactory, MessageFactory, UserFactory, user_with
 
 pytestmark = pytest.mark.django_db
 
 
-def make_agent(*codenames, username=None):
-    """A user with the given rchat permissions (default: see and reply)."""
-    user = UserFactory(**({"username": username} if username else {}))
-    codenames = codenames or ("view_chatroom", "reply_chatroom")
-    user.user_permissions.set(
-        Permission.objects.filter(content_type__app_label="rchat", codename__in=codenames)
-    )
-    return user
-
-
 @pytest.fixture
 def agent():
-    return make_agent()
+    return user_with()
 
 
 @pytest.fixture
@@ -51,7 +40,7 @@ def test_anonymous_visitor_is_sent_to_the_login_page(client):
 
 def test_user_without_view_permission_is_refused(client):
     """A logged-in user who may not see chat rooms gets 403."""
-    client.force_login(make_agent("add_credential"))
+    client.force_login(user_with("add_credential"))
     room = ChatRoomFactory()
     assert client.get(reverse("rchat:inbox")).status_code == 403
     assert client.get(room_url(room)).status_code == 403
@@ -59,7 +48,7 @@ def test_user_without_view_permission_is_refused(client):
 
 def test_viewer_can_read_but_not_reply(client):
     """With view_chatroom only, the page has no reply box and a POST is refused."""
-    client.force_login(make_agent("view_chatroom"))
+    client.force_login(user_with("view_chatroom"))
     room = ChatRoomFactory()
     MessageFactory(room=room, data="hello there")
     page = client.get(room_url(room))
@@ -386,7 +375,7 @@ def test_pages_run_the_same_queries_for_5_or_50_rooms(client, page):
     for rooms, messages in ((5, 2), (50, 20)):
         Message.objects.all().delete()
         ChatRoom.objects.all().delete()
-        agent = make_agent()
+        agent = user_with()
         client.force_login(agent)
         room = _fill(rooms, messages, agent)
         url = {

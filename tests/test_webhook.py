@@ -43,11 +43,6 @@ def _fresh_process_state():
     selectors.webhook_credentials_clear()
 
 
-@pytest.fixture
-def credential():
-    return CredentialFactory()
-
-
 def body_of(chat_id="chat-1", type="text", data="hello", **extra):
     return json.dumps({"message": {"type": type, "data": data}, "chat_id": chat_id, **extra})
 
@@ -465,27 +460,24 @@ def test_a_dedup_window_of_zero_keeps_every_body(credential, settings):
 
 
 def test_message_received_is_sent_after_commit_new_then_redelivered(
-    credential, django_capture_on_commit_callbacks
+    credential, connect, django_capture_on_commit_callbacks
 ):
     received = []
 
     def receiver(sender, message, room, created, **kwargs):
         received.append((message.text, room.chat_id, created))
 
-    signals.message_received.connect(receiver)
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            body = body_of("c-5", data="hello")
-            post(body, credential.signature_token)
-            post(body, credential.signature_token)
-    finally:
-        signals.message_received.disconnect(receiver)
+    connect(signals.message_received, receiver)
+    with django_capture_on_commit_callbacks(execute=True):
+        body = body_of("c-5", data="hello")
+        post(body, credential.signature_token)
+        post(body, credential.signature_token)
 
     assert received == [("hello", "c-5", True), ("hello", "c-5", False)]
 
 
 def test_the_room_given_to_receivers_is_the_row_as_updated(
-    credential, django_capture_on_commit_callbacks
+    credential, connect, django_capture_on_commit_callbacks
 ):
     """Receivers get a real ChatRoom: fresh counters, an aware datetime, the user's name."""
     ChatRoomFactory(credential=credential, chat_id="c-9", unread_count=4, display_name="Old")
@@ -494,12 +486,9 @@ def test_the_room_given_to_receivers_is_the_row_as_updated(
     def receiver(room, **kwargs):
         rooms.append(room)
 
-    signals.message_received.connect(receiver)
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            post(body_of("c-9", data="สวัสดี", user={"name": "Somchai"}), credential.signature_token)
-    finally:
-        signals.message_received.disconnect(receiver)
+    connect(signals.message_received, receiver)
+    with django_capture_on_commit_callbacks(execute=True):
+        post(body_of("c-9", data="สวัสดี", user={"name": "Somchai"}), credential.signature_token)
 
     (room,) = rooms
     stored = ChatRoom.objects.get(pk=room.pk)
@@ -511,17 +500,14 @@ def test_the_room_given_to_receivers_is_the_row_as_updated(
 
 
 def test_a_failing_receiver_does_not_change_the_answer(
-    credential, django_capture_on_commit_callbacks
+    credential, connect, django_capture_on_commit_callbacks
 ):
     def receiver(**kwargs):
         raise ValueError("receiver bug")
 
-    signals.message_received.connect(receiver)
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            response = post(body_of(), credential.signature_token)
-    finally:
-        signals.message_received.disconnect(receiver)
+    connect(signals.message_received, receiver)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(body_of(), credential.signature_token)
     assert response.status_code == 200
     assert Message.objects.count() == 1
 

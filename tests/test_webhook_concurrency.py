@@ -7,9 +7,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from rchat import selectors
 from rchat.models import ChatRoom, Message, WebhookEvent
-from tests.factories import CredentialFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -42,12 +40,6 @@ def post_all(bodies, token):
         thread.join()
     assert not errors, errors
     return statuses
-
-
-@pytest.fixture
-def credential():
-    selectors.webhook_credentials_clear()
-    return CredentialFactory()
 
 
 def test_fifty_first_messages_for_a_new_chat_give_one_room_and_fifty_messages(credential):

@@ -7,9 +7,7 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rchat import selectors
 from rchat.models import WebhookEvent
-from tests.factories import CredentialFactory
 from tests.strategies import webhook_bodies
 
 pytestmark = pytest.mark.django_db
@@ -28,11 +26,9 @@ header_values = st.text(
 )
 
 
-@pytest.fixture
-def credential(settings):
+@pytest.fixture(autouse=True)
+def _small_body_limit(settings):
     settings.RCHAT = {**settings.RCHAT, "WEBHOOK_MAX_BYTES": LIMIT}
-    selectors.webhook_credentials_clear()
-    return CredentialFactory()
 
 
 @settings(

@@ -8,17 +8,10 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
-from rchat import selectors, services
+from rchat import services
 from rchat.models import Message, WebhookEvent
-from tests.factories import CredentialFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def credential():
-    selectors.webhook_credentials_clear()
-    return CredentialFactory()
 
 
 def post(body, credential):
