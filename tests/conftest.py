@@ -60,8 +60,11 @@ def pytest_runtest_setup(item):
 
 @pytest.fixture(autouse=True)
 def _rchat_defaults(settings, tmp_path):
-    """Each test starts from the project's RCHAT settings with a known site URL."""
+    """Each test starts from the project's RCHAT settings with a known site URL, and
+    passwords hashed cheaply: the default hasher is slow by design, and every user a
+    test makes would pay for it (Django's own advice for test settings)."""
     settings.RCHAT = {**settings.RCHAT, "SITE_URL": "https://site.example"}
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 # --- Data every kind of test needs ------------------------------------------------------

@@ -56,25 +56,37 @@ def _count_queries(client, url):
 
 
 def _seed(rooms, messages_per_room):
+    """Rooms with messages, failed attempts and webhook events, in a few bulk inserts."""
     credential = CredentialFactory()
     user = UserFactory()
-    for n in range(rooms):
-        room = ChatRoomFactory(credential=credential, assignee=user if n % 2 else None)
-        for m in range(messages_per_room):
-            message = MessageFactory(
-                room=room,
-                direction="out" if m % 2 else "in",
-                status="failed" if m % 2 else "received",
-                attempts=m % 3,
-                last_error="R-Chat answered HTTP 500" if m % 2 else "",
-            )
-            if m % 2:
-                DeliveryAttempt.objects.create(
-                    message=message, started_at=timezone.now(), outcome="failed", http_status=500
-                )
-        WebhookEvent.objects.create(
+    made = ChatRoom.objects.bulk_create(
+        ChatRoomFactory.build(credential=credential, assignee=user if n % 2 else None)
+        for n in range(rooms)
+    )
+    messages = Message.objects.bulk_create(
+        MessageFactory.build(
+            room=room,
+            direction="out" if m % 2 else "in",
+            status="failed" if m % 2 else "received",
+            attempts=m % 3,
+            last_error="R-Chat answered HTTP 500" if m % 2 else "",
+        )
+        for room in made
+        for m in range(messages_per_room)
+    )
+    DeliveryAttempt.objects.bulk_create(
+        DeliveryAttempt(
+            message=message, started_at=timezone.now(), outcome="failed", http_status=500
+        )
+        for message in messages
+        if message.direction == "out"
+    )
+    WebhookEvent.objects.bulk_create(
+        WebhookEvent(
             credential=credential, headers={"Content-Type": "application/json"}, body=b"{}"
         )
+        for _ in made
+    )
 
 
 # --- query counts -----------------------------------------------------------------------
