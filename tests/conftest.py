@@ -187,3 +187,23 @@ def built_dists(tmp_path_factory):
     from tests.packaging import build_dists
 
     return build_dists(tmp_path_factory.mktemp("dist"))
+
+
+# --- The run's summary ---------------------------------------------------------------------
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Name every skipped test under its reason, so a run without servers says what it
+    left out (pytest's own line gives a count and a file per reason)."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    by_reason = {}
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        by_reason.setdefault(reason.removeprefix("Skipped: "), []).append(report.nodeid)
+    terminalreporter.section(f"{len(skipped)} skipped, and why")
+    for reason, nodeids in sorted(by_reason.items()):
+        terminalreporter.write_line(f"{reason} ({len(nodeids)}):")
+        for nodeid in nodeids:
+            terminalreporter.write_line(f"    {nodeid}")

@@ -11,8 +11,6 @@ from celery import current_app
 from rchat import broker
 from tests.conftest import redis_url
 
-pytestmark = pytest.mark.redis
-
 
 @pytest.fixture
 def redis_broker(monkeypatch):
@@ -30,6 +28,7 @@ def _queued(client):
     return [json.loads(raw)["headers"] for raw in client.lrange("celery", 0, -1)]
 
 
+@pytest.mark.redis
 def test_a_wake_up_is_published_by_name_with_its_id(redis_broker):
     broker.publish(broker.DELIVER, 41)
     broker.publish(broker.MESSAGE_HOOK, 42)
@@ -42,6 +41,7 @@ def test_a_wake_up_is_published_by_name_with_its_id(redis_broker):
     ]
 
 
+@pytest.mark.redis
 def test_publishing_reuses_one_pooled_connection(redis_broker):
     before = redis_broker.info("clients")["connected_clients"]
     for message_id in range(20):
@@ -51,6 +51,7 @@ def test_publishing_reuses_one_pooled_connection(redis_broker):
     assert redis_broker.info("clients")["connected_clients"] - before <= 1
 
 
+@pytest.mark.redis
 def test_a_forked_child_starts_with_no_pool_and_publishes_on_its_own(redis_broker):
     broker.publish(broker.DELIVER, 1)
     assert broker._pools  # the parent's pool
