@@ -144,26 +144,26 @@ def workers(transactional_db, broker, tmp_path):
 
 
 # --- A stand-in for R-Chat --------------------------------------------------------------
+# Two, each for what the other cannot do. ``httpserver`` (pytest-httpserver) answers
+# exactly what a test tells it, any status, header or body, and records each request:
+# for the client's and delivery's handling of every answer R-Chat might give. The
+# sandbox (``sandbox`` above, or ``rchat_sandbox`` as a process) plays R-Chat whole:
+# Register, Send Message, end users writing to the site's webhook, faults; for the
+# end-to-end paths and the demo.
 
 
-@pytest.fixture(scope="module")
-def _rchat_http_server():
+@pytest.fixture(scope="session")
+def make_httpserver():
+    """pytest-httpserver's server, started once per run, threaded: a slow handler (a
+    time-out test) does not hold up the next request. Tests take it as ``httpserver``,
+    which has no expectations left over from an earlier test."""
     from pytest_httpserver import HTTPServer
 
-    # Threaded, unlike pytest-httpserver's own fixture, so a slow handler (a time-out
-    # test) does not hold up the next request. One per module: starting one is slow.
     server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
     server.start()
     yield server
+    server.clear()
     server.stop()
-
-
-@pytest.fixture
-def rchat_server(_rchat_http_server):
-    """A real HTTP server standing in for R-Chat, with no expectations left over."""
-    _rchat_http_server.clear()
-    yield _rchat_http_server
-    _rchat_http_server.clear()
 
 
 @pytest.fixture

@@ -29,8 +29,8 @@ SEND = "/api/v1/external/send-message"
 
 
 @pytest.fixture
-def client(rchat_server):
-    return RChatClient(base_url=rchat_server.url_for("/"), token=TOKEN)
+def client(httpserver):
+    return RChatClient(base_url=httpserver.url_for("/"), token=TOKEN)
 
 
 # --- Register ------------------------------------------------------------------------
@@ -51,44 +51,44 @@ def client(rchat_server):
     ids=lambda body: json.dumps(body)[:40],
 )
 def test_register_reads_the_signature_token_from_every_accepted_body_shape(
-    rchat_server, client, body
+    httpserver, client, body
 ):
-    rchat_server.expect_oneshot_request(
+    httpserver.expect_oneshot_request(
         REGISTER, method="POST", headers={"Authorization": f"Bearer {TOKEN}"}
     ).respond_with_json(body)
 
     assert client.register() == SIGNATURE
-    rchat_server.check_assertions()
+    httpserver.check_assertions()
 
 
 @pytest.mark.parametrize("header", ["Chatday-Signature-Token", "X-Chatday-Signature-Token"])
-def test_register_reads_the_signature_token_from_a_response_header(rchat_server, client, header):
-    rchat_server.expect_oneshot_request(REGISTER, method="POST").respond_with_data(
+def test_register_reads_the_signature_token_from_a_response_header(httpserver, client, header):
+    httpserver.expect_oneshot_request(REGISTER, method="POST").respond_with_data(
         "", headers={header: SIGNATURE}
     )
 
     assert client.register() == SIGNATURE
 
 
-def test_register_prefers_the_body_over_an_unrelated_header(rchat_server, client):
+def test_register_prefers_the_body_over_an_unrelated_header(httpserver, client):
     """A body field wins; a header is only the fallback."""
-    rchat_server.expect_oneshot_request(REGISTER).respond_with_json(
+    httpserver.expect_oneshot_request(REGISTER).respond_with_json(
         {"signature_token": SIGNATURE}, headers={"Chatday-Signature-Token": "sig_from_header_xx"}
     )
 
     assert client.register() == SIGNATURE
 
 
-def test_register_uses_the_base_url_path_prefix_and_configured_path(rchat_server, settings):
+def test_register_uses_the_base_url_path_prefix_and_configured_path(httpserver, settings):
     """Base URL and paths are configuration: nothing is hard-wired."""
     settings.RCHAT = {**settings.RCHAT, "REGISTER_PATH": "v2/activate"}
-    rchat_server.expect_oneshot_request("/chatday/v2/activate", method="POST").respond_with_json(
+    httpserver.expect_oneshot_request("/chatday/v2/activate", method="POST").respond_with_json(
         {"signature_token": SIGNATURE}
     )
-    client = RChatClient(base_url=rchat_server.url_for("/chatday/"), token=TOKEN)
+    client = RChatClient(base_url=httpserver.url_for("/chatday/"), token=TOKEN)
 
     assert client.register() == SIGNATURE
-    rchat_server.check_assertions()
+    httpserver.check_assertions()
 
 
 @pytest.mark.parametrize(
@@ -102,23 +102,23 @@ def test_register_uses_the_base_url_path_prefix_and_configured_path(rchat_server
     ids=["html", "empty", "broken-json", "no-token-field"],
 )
 def test_register_without_a_signature_token_is_a_clear_error_showing_the_answer(
-    rchat_server, client, response, shown
+    httpserver, client, response, shown
 ):
-    rchat_server.expect_oneshot_request(REGISTER).respond_with_response(response)
+    httpserver.expect_oneshot_request(REGISTER).respond_with_response(response)
 
     with pytest.raises(RChatResponseError) as caught:
         client.register()
 
-    url = rchat_server.url_for(REGISTER)
+    url = httpserver.url_for(REGISTER)
     assert str(caught.value) == (
         f"R-Chat answered Register with HTTP {response.status_code} from {url} "
         f"but no signature token: {shown}"
     )
 
 
-def test_register_error_masks_secrets_under_names_it_does_not_know(rchat_server, client):
+def test_register_error_masks_secrets_under_names_it_does_not_know(httpserver, client):
     """An unreadable answer is shown, but a token-looking value in it is masked."""
-    rchat_server.expect_oneshot_request(REGISTER).respond_with_json(
+    httpserver.expect_oneshot_request(REGISTER).respond_with_json(
         {"result": "ok", "webhookToken": "whk_5b7e9c1d2f3a4b6c", "echo": TOKEN}
     )
 
@@ -136,8 +136,8 @@ def test_register_error_masks_secrets_under_names_it_does_not_know(rchat_server,
 
 
 @pytest.mark.parametrize("status", [401, 403])
-def test_a_refused_token_is_an_auth_error_with_the_token_masked(rchat_server, client, status):
-    rchat_server.expect_oneshot_request(REGISTER).respond_with_json(
+def test_a_refused_token_is_an_auth_error_with_the_token_masked(httpserver, client, status):
+    httpserver.expect_oneshot_request(REGISTER).respond_with_json(
         {"error": f"invalid token {TOKEN}"}, status=status
     )
 
@@ -154,9 +154,9 @@ def test_a_refused_token_is_an_auth_error_with_the_token_masked(rchat_server, cl
     )
 
 
-def test_error_text_follows_the_active_language_and_still_masks_the_token(rchat_server, client):
+def test_error_text_follows_the_active_language_and_still_masks_the_token(httpserver, client):
     """An operator reading the admin in Thai reads R-Chat's refusal in Thai."""
-    rchat_server.expect_oneshot_request(SEND).respond_with_json(
+    httpserver.expect_oneshot_request(SEND).respond_with_json(
         {"error": f"invalid token {TOKEN}"}, status=403
     )
 
@@ -169,8 +169,8 @@ def test_error_text_follows_the_active_language_and_still_masks_the_token(rchat_
 
 
 @pytest.mark.parametrize("status", [400, 404, 422])
-def test_other_4xx_are_rejections_carrying_r_chats_answer(rchat_server, client, status):
-    rchat_server.expect_oneshot_request(SEND).respond_with_json(
+def test_other_4xx_are_rejections_carrying_r_chats_answer(httpserver, client, status):
+    httpserver.expect_oneshot_request(SEND).respond_with_json(
         {"error": "chat_id not found"}, status=status
     )
 
@@ -182,13 +182,13 @@ def test_other_4xx_are_rejections_carrying_r_chats_answer(rchat_server, client, 
     assert not error.transient
     assert "chat_id not found" in error.body
     assert str(error) == (
-        f"R-Chat rejected the request (HTTP {status} from {rchat_server.url_for(SEND)}): "
+        f"R-Chat rejected the request (HTTP {status} from {httpserver.url_for(SEND)}): "
         """'{"error": "chat_id not found"}'"""
     )
 
 
-def test_429_with_retry_after_in_seconds(rchat_server, client):
-    rchat_server.expect_oneshot_request(SEND).respond_with_data(
+def test_429_with_retry_after_in_seconds(httpserver, client):
+    httpserver.expect_oneshot_request(SEND).respond_with_data(
         "slow down", status=429, headers={"Retry-After": "30"}
     )
 
@@ -200,9 +200,9 @@ def test_429_with_retry_after_in_seconds(rchat_server, client):
     assert "retry after 30s" in str(caught.value)
 
 
-def test_429_with_retry_after_as_an_http_date(rchat_server, client):
+def test_429_with_retry_after_as_an_http_date(httpserver, client):
     when = datetime.now(UTC) + timedelta(seconds=120)
-    rchat_server.expect_oneshot_request(SEND).respond_with_data(
+    httpserver.expect_oneshot_request(SEND).respond_with_data(
         "", status=429, headers={"Retry-After": format_datetime(when, usegmt=True)}
     )
 
@@ -213,8 +213,8 @@ def test_429_with_retry_after_as_an_http_date(rchat_server, client):
     assert 100 <= caught.value.retry_after <= 121
 
 
-def test_429_without_retry_after_leaves_the_wait_to_the_caller(rchat_server, client):
-    rchat_server.expect_oneshot_request(SEND).respond_with_data("", status=429)
+def test_429_without_retry_after_leaves_the_wait_to_the_caller(httpserver, client):
+    httpserver.expect_oneshot_request(SEND).respond_with_data("", status=429)
 
     with pytest.raises(RChatRateLimitedError) as caught:
         client.send_message("room-1", "text", "hello")
@@ -233,8 +233,8 @@ def test_parse_retry_after_forms():
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])
-def test_5xx_means_unavailable_and_worth_retrying(rchat_server, client, status):
-    rchat_server.expect_oneshot_request(SEND).respond_with_data("upstream error", status=status)
+def test_5xx_means_unavailable_and_worth_retrying(httpserver, client, status):
+    httpserver.expect_oneshot_request(SEND).respond_with_data("upstream error", status=status)
 
     with pytest.raises(RChatUnavailableError) as caught:
         client.send_message("room-1", "text", "hello")
@@ -242,19 +242,19 @@ def test_5xx_means_unavailable_and_worth_retrying(rchat_server, client, status):
     assert caught.value.status == status
     assert caught.value.transient
     assert str(caught.value) == (
-        f"R-Chat is unavailable (HTTP {status} from {rchat_server.url_for(SEND)}): 'upstream error'"
+        f"R-Chat is unavailable (HTTP {status} from {httpserver.url_for(SEND)}): 'upstream error'"
     )
 
 
-def test_a_slow_answer_times_out_as_unavailable(rchat_server):
+def test_a_slow_answer_times_out_as_unavailable(httpserver):
     """A handler slower than READ_TIMEOUT gives a time-out, not a hang."""
 
     def slow(request):
         time.sleep(1.0)
         return Response('{"signature_token": "late"}', content_type="application/json")
 
-    rchat_server.expect_request(REGISTER).respond_with_handler(slow)
-    client = RChatClient(base_url=rchat_server.url_for("/"), token=TOKEN, read_timeout=0.2)
+    httpserver.expect_request(REGISTER).respond_with_handler(slow)
+    client = RChatClient(base_url=httpserver.url_for("/"), token=TOKEN, read_timeout=0.2)
 
     with pytest.raises(RChatUnavailableError) as caught:
         client.register()
@@ -262,19 +262,19 @@ def test_a_slow_answer_times_out_as_unavailable(rchat_server):
     assert caught.value.status is None
     assert caught.value.transient
     assert str(caught.value) == (
-        f"R-Chat did not answer {rchat_server.url_for(REGISTER)} within 0.2s (time-out)"
+        f"R-Chat did not answer {httpserver.url_for(REGISTER)} within 0.2s (time-out)"
     )
 
 
-def test_the_read_timeout_setting_is_used(rchat_server, settings):
+def test_the_read_timeout_setting_is_used(httpserver, settings):
     settings.RCHAT = {**settings.RCHAT, "READ_TIMEOUT": 0.2, "CONNECT_TIMEOUT": 0.5}
 
     def slow(request):
         time.sleep(1.0)
         return Response("{}")
 
-    rchat_server.expect_request(SEND).respond_with_handler(slow)
-    client = RChatClient(base_url=rchat_server.url_for("/"), token=TOKEN)
+    httpserver.expect_request(SEND).respond_with_handler(slow)
+    client = RChatClient(base_url=httpserver.url_for("/"), token=TOKEN)
 
     assert client.timeout == (0.5, 0.2)
     with pytest.raises(RChatUnavailableError, match=r"within 0\.2s"):
@@ -297,16 +297,16 @@ def test_connection_refused_is_unavailable_and_says_so():
     )
 
 
-def test_a_redirect_is_not_followed_as_a_get(rchat_server, client):
+def test_a_redirect_is_not_followed_as_a_get(httpserver, client):
     """requests would turn a redirected POST into a GET: the client reports it instead."""
-    rchat_server.expect_oneshot_request(SEND).respond_with_data(
+    httpserver.expect_oneshot_request(SEND).respond_with_data(
         "", status=302, headers={"Location": "https://elsewhere.example/send"}
     )
 
     with pytest.raises(RChatRejectedError, match=r"elsewhere\.example/send"):
         client.send_message("room-1", "text", "hello")
 
-    assert len(rchat_server.log) == 1
+    assert len(httpserver.log) == 1
 
 
 @pytest.mark.parametrize("base_url", ["", "api.r-chat.example", "ftp://r-chat.example"])
@@ -318,13 +318,13 @@ def test_a_missing_or_malformed_base_url_is_a_configuration_error(base_url):
 # --- Send Message -----------------------------------------------------------------------
 
 
-def test_send_posts_exactly_the_documented_body_and_headers(rchat_server, client):
-    rchat_server.expect_oneshot_request(SEND, method="POST").respond_with_json({"ok": True})
+def test_send_posts_exactly_the_documented_body_and_headers(httpserver, client):
+    httpserver.expect_oneshot_request(SEND, method="POST").respond_with_json({"ok": True})
 
     answer = client.send_message("room-42", "image", {"url": "https://cdn.example/a.png"})
 
     assert answer == {"ok": True}
-    request, _ = rchat_server.log[0]
+    request, _ = httpserver.log[0]
     assert request.headers["Authorization"] == f"Bearer {TOKEN}"
     assert request.headers["Content-Type"] == "application/json; charset=utf-8"
     assert json.loads(request.get_data()) == {
@@ -334,13 +334,13 @@ def test_send_posts_exactly_the_documented_body_and_headers(rchat_server, client
     assert list(json.loads(request.get_data())) == ["message", "chat_id"]
 
 
-def test_thai_text_arrives_intact_as_utf8(rchat_server, client):
+def test_thai_text_arrives_intact_as_utf8(httpserver, client):
     text = "สวัสดีครับ ยินดีต้อนรับ 🙏"
-    rchat_server.expect_oneshot_request(SEND).respond_with_json({})
+    httpserver.expect_oneshot_request(SEND).respond_with_json({})
 
     client.send_message("ห้อง-1", "text", text)
 
-    request, _ = rchat_server.log[0]
+    request, _ = httpserver.log[0]
     raw = request.get_data()
     assert text.encode() in raw
     assert json.loads(raw.decode("utf-8")) == {
@@ -349,8 +349,8 @@ def test_thai_text_arrives_intact_as_utf8(rchat_server, client):
     }
 
 
-def test_send_answers_an_empty_dict_when_r_chat_answers_nothing(rchat_server, client):
-    rchat_server.expect_oneshot_request(SEND).respond_with_data("", status=204)
+def test_send_answers_an_empty_dict_when_r_chat_answers_nothing(httpserver, client):
+    httpserver.expect_oneshot_request(SEND).respond_with_data("", status=204)
 
     assert client.send_message("room-1", "text", "hi") == {}
 

@@ -26,13 +26,13 @@ REGISTER = "/api/v1/external/register"
 
 
 @pytest.fixture
-def base_url(rchat_server):
-    return rchat_server.url_for("/").rstrip("/")
+def base_url(httpserver):
+    return httpserver.url_for("/").rstrip("/")
 
 
 @pytest.fixture
-def register_url(rchat_server):
-    return rchat_server.url_for(REGISTER)
+def register_url(httpserver):
+    return httpserver.url_for(REGISTER)
 
 
 def r_chat_answers(server, response):
@@ -62,8 +62,8 @@ def register_fails(*args):
 
 
 @pytest.mark.django_db
-def test_register_command_creates_the_credential_and_prints_the_webhook_url(rchat_server, base_url):
-    accepts(rchat_server)
+def test_register_command_creates_the_credential_and_prints_the_webhook_url(httpserver, base_url):
+    accepts(httpserver)
 
     lines = register("--name", "shop", "--token", TOKEN, "--base-url", base_url)
 
@@ -80,15 +80,13 @@ def test_register_command_creates_the_credential_and_prints_the_webhook_url(rcha
     assert credential.base_url == base_url
     assert credential.registered_at is not None
     assert credential.last_error == ""
-    rchat_server.check_assertions()
+    httpserver.check_assertions()
 
 
 @pytest.mark.django_db
-def test_register_uses_rchat_api_base_url_when_no_base_url_is_given(
-    rchat_server, base_url, settings
-):
+def test_register_uses_rchat_api_base_url_when_no_base_url_is_given(httpserver, base_url, settings):
     settings.RCHAT = {**settings.RCHAT, "API_BASE_URL": base_url}
-    accepts(rchat_server)
+    accepts(httpserver)
 
     register("--name", "shop", "--token", TOKEN)
 
@@ -98,7 +96,7 @@ def test_register_uses_rchat_api_base_url_when_no_base_url_is_given(
 
 
 @pytest.mark.django_db
-def test_registering_again_after_an_error_clears_it(rchat_server, base_url):
+def test_registering_again_after_an_error_clears_it(httpserver, base_url):
     credential = CredentialFactory(
         name="shop",
         token=TOKEN,
@@ -106,7 +104,7 @@ def test_registering_again_after_an_error_clears_it(rchat_server, base_url):
         last_error="R-Chat is unavailable",
         last_error_at=timezone.now(),
     )
-    accepts(rchat_server)
+    accepts(httpserver)
 
     register("--name", "shop", "--token", TOKEN)
 
@@ -116,10 +114,10 @@ def test_registering_again_after_an_error_clears_it(rchat_server, base_url):
 
 @pytest.mark.django_db
 def test_a_new_token_for_an_existing_credential_is_saved_once_r_chat_accepts_it(
-    rchat_server, base_url
+    httpserver, base_url
 ):
     CredentialFactory(name="shop", token=TOKEN, base_url=base_url, signature_token=OLD_SIGNATURE)
-    accepts(rchat_server, token=NEW_TOKEN)
+    accepts(httpserver, token=NEW_TOKEN)
 
     register("--name", "shop", "--token", NEW_TOKEN)
 
@@ -127,16 +125,16 @@ def test_a_new_token_for_an_existing_credential_is_saved_once_r_chat_accepts_it(
     assert credential.token == NEW_TOKEN
     assert credential.signature_token == SIGNATURE
     assert credential.previous_signature_token == ""
-    rchat_server.check_assertions()
+    httpserver.check_assertions()
 
 
 @pytest.mark.django_db
 def test_rotate_keeps_the_previous_signature_token_for_the_grace_period(
-    rchat_server, base_url, settings
+    httpserver, base_url, settings
 ):
     settings.RCHAT = {**settings.RCHAT, "SIGNATURE_GRACE_SECONDS": 3600}
     CredentialFactory(name="shop", token=TOKEN, base_url=base_url, signature_token=OLD_SIGNATURE)
-    accepts(rchat_server)
+    accepts(httpserver)
     before = timezone.now()
 
     lines = register("--name", "shop", "--token", TOKEN, "--rotate")
@@ -153,9 +151,9 @@ def test_rotate_keeps_the_previous_signature_token_for_the_grace_period(
 
 
 @pytest.mark.django_db
-def test_without_rotate_the_previous_signature_token_is_not_kept(rchat_server, base_url):
+def test_without_rotate_the_previous_signature_token_is_not_kept(httpserver, base_url):
     CredentialFactory(name="shop", token=TOKEN, base_url=base_url, signature_token=OLD_SIGNATURE)
-    accepts(rchat_server)
+    accepts(httpserver)
 
     lines = register("--name", "shop", "--token", TOKEN)
 
@@ -170,9 +168,9 @@ def test_without_rotate_the_previous_signature_token_is_not_kept(rchat_server, b
 
 @pytest.mark.django_db
 def test_a_wrong_token_gives_one_line_and_marks_the_new_credential_invalid(
-    rchat_server, base_url, register_url, caplog
+    httpserver, base_url, register_url, caplog
 ):
-    r_chat_answers(rchat_server, Response(f'{{"error": "unknown token {TOKEN}"}}', status=401))
+    r_chat_answers(httpserver, Response(f'{{"error": "unknown token {TOKEN}"}}', status=401))
     caplog.set_level(logging.DEBUG)
 
     message = register_fails("--name", "shop", "--token", TOKEN, "--base-url", base_url)
@@ -192,11 +190,9 @@ def test_a_wrong_token_gives_one_line_and_marks_the_new_credential_invalid(
 
 
 @pytest.mark.django_db
-def test_r_chat_refusing_the_stored_token_marks_an_active_credential_invalid(
-    rchat_server, base_url
-):
+def test_r_chat_refusing_the_stored_token_marks_an_active_credential_invalid(httpserver, base_url):
     CredentialFactory(name="shop", token=TOKEN, base_url=base_url, signature_token=OLD_SIGNATURE)
-    r_chat_answers(rchat_server, Response("forbidden", status=403))
+    r_chat_answers(httpserver, Response("forbidden", status=403))
 
     message = register_fails("--name", "shop", "--token", TOKEN)
 
@@ -209,11 +205,11 @@ def test_r_chat_refusing_the_stored_token_marks_an_active_credential_invalid(
 
 @pytest.mark.django_db
 def test_a_refused_new_token_leaves_the_working_credential_as_it_was(
-    rchat_server, base_url, register_url
+    httpserver, base_url, register_url
 ):
     """The stored token still works, so the credential stays active; only the error is kept."""
     CredentialFactory(name="shop", token=TOKEN, base_url=base_url, signature_token=OLD_SIGNATURE)
-    r_chat_answers(rchat_server, Response('{"error": "unknown token"}', status=401))
+    r_chat_answers(httpserver, Response('{"error": "unknown token"}', status=401))
 
     message = register_fails("--name", "shop", "--token", NEW_TOKEN)
 
@@ -231,10 +227,10 @@ def test_a_refused_new_token_leaves_the_working_credential_as_it_was(
 
 @pytest.mark.django_db
 def test_a_server_error_keeps_the_signature_token_and_records_the_error(
-    rchat_server, base_url, register_url
+    httpserver, base_url, register_url
 ):
     CredentialFactory(name="shop", token=TOKEN, base_url=base_url, signature_token=OLD_SIGNATURE)
-    r_chat_answers(rchat_server, Response("Internal Server Error", status=500))
+    r_chat_answers(httpserver, Response("Internal Server Error", status=500))
 
     message = register_fails("--name", "shop", "--token", TOKEN, "--rotate")
 
@@ -251,14 +247,14 @@ def test_a_server_error_keeps_the_signature_token_and_records_the_error(
 
 
 @pytest.mark.django_db
-def test_a_time_out_is_one_line_naming_it(rchat_server, base_url, register_url, settings):
+def test_a_time_out_is_one_line_naming_it(httpserver, base_url, register_url, settings):
     settings.RCHAT = {**settings.RCHAT, "READ_TIMEOUT": 0.2}
 
     def slow(request):
         time.sleep(1.0)
         return Response('{"signature_token": "too-late-1234567"}')
 
-    rchat_server.expect_request(REGISTER).respond_with_handler(slow)
+    httpserver.expect_request(REGISTER).respond_with_handler(slow)
 
     message = register_fails("--name", "shop", "--token", TOKEN, "--base-url", base_url)
 
@@ -272,9 +268,9 @@ def test_a_time_out_is_one_line_naming_it(rchat_server, base_url, register_url, 
 
 
 @pytest.mark.django_db
-def test_an_unreadable_answer_shows_what_came_back(rchat_server, base_url, register_url):
+def test_an_unreadable_answer_shows_what_came_back(httpserver, base_url, register_url):
     CredentialFactory(name="shop", token=TOKEN, base_url=base_url, signature_token=OLD_SIGNATURE)
-    r_chat_answers(rchat_server, Response("<html>\n<body>Maintenance</body>\n</html>", status=200))
+    r_chat_answers(httpserver, Response("<html>\n<body>Maintenance</body>\n</html>", status=200))
 
     message = register_fails("--name", "shop", "--token", TOKEN)
 
@@ -324,9 +320,9 @@ def test_bad_input_is_refused_before_anything_is_stored(args, message):
 
 @pytest.mark.django_db(transaction=True)
 def test_from_the_command_line_a_failure_exits_non_zero_with_one_line_on_stderr(
-    rchat_server, base_url, capsys
+    httpserver, base_url, capsys
 ):
-    r_chat_answers(rchat_server, Response("no", status=401))
+    r_chat_answers(httpserver, Response("no", status=401))
 
     with pytest.raises(SystemExit) as exited:
         RegisterCommand().run_from_argv(
@@ -346,8 +342,8 @@ def test_from_the_command_line_a_failure_exits_non_zero_with_one_line_on_stderr(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_from_the_command_line_success_exits_zero(rchat_server, base_url, capsys):
-    accepts(rchat_server)
+def test_from_the_command_line_success_exits_zero(httpserver, base_url, capsys):
+    accepts(httpserver)
 
     RegisterCommand().run_from_argv(
         [
@@ -374,11 +370,11 @@ def test_from_the_command_line_success_exits_zero(rchat_server, base_url, capsys
 
 
 @pytest.mark.django_db
-def test_service_raises_the_typed_error_after_recording_it(rchat_server, base_url):
+def test_service_raises_the_typed_error_after_recording_it(httpserver, base_url):
     credential = CredentialFactory(
         token=TOKEN, base_url=base_url, signature_token=OLD_SIGNATURE, status="new"
     )
-    r_chat_answers(rchat_server, Response("busy", status=503))
+    r_chat_answers(httpserver, Response("busy", status=503))
 
     with pytest.raises(RChatUnavailableError):
         services.credential_register(credential=credential)
@@ -390,9 +386,9 @@ def test_service_raises_the_typed_error_after_recording_it(rchat_server, base_ur
 
 
 @pytest.mark.django_db
-def test_service_rotation_with_the_same_signature_token_keeps_no_previous(rchat_server, base_url):
+def test_service_rotation_with_the_same_signature_token_keeps_no_previous(httpserver, base_url):
     credential = CredentialFactory(token=TOKEN, base_url=base_url, signature_token=SIGNATURE)
-    accepts(rchat_server, signature=SIGNATURE)
+    accepts(httpserver, signature=SIGNATURE)
 
     services.credential_register(credential=credential, rotate=True)
 
@@ -436,11 +432,11 @@ def page_messages(response):
 
 
 @pytest.mark.django_db
-def test_admin_action_registers_and_shows_the_webhook_url(admin_client, rchat_server, base_url):
+def test_admin_action_registers_and_shows_the_webhook_url(admin_client, httpserver, base_url):
     credential = CredentialFactory(
         name="shop", token=TOKEN, base_url=base_url, signature_token="", status="new"
     )
-    accepts(rchat_server)
+    accepts(httpserver)
 
     response = run_register_action(admin_client, credential)
 
@@ -458,12 +454,12 @@ def test_admin_action_registers_and_shows_the_webhook_url(admin_client, rchat_se
 
 @pytest.mark.django_db
 def test_admin_action_reports_a_refused_token_masked_and_flags_it(
-    admin_client, rchat_server, base_url, register_url
+    admin_client, httpserver, base_url, register_url
 ):
     credential = CredentialFactory(
         name="shop", token=TOKEN, base_url=base_url, signature_token=OLD_SIGNATURE
     )
-    r_chat_answers(rchat_server, Response(f"bad token {TOKEN}", status=401))
+    r_chat_answers(httpserver, Response(f"bad token {TOKEN}", status=401))
 
     response = run_register_action(admin_client, credential)
 
@@ -496,10 +492,10 @@ def test_admin_credential_pages_never_show_a_token_whole(admin_client):
 
 @pytest.mark.django_db
 def test_register_command_reads_the_token_from_standard_input_with_a_dash(
-    rchat_server, base_url, monkeypatch
+    httpserver, base_url, monkeypatch
 ):
     """`--token -` keeps the token out of the process list and the shell history."""
-    accepts(rchat_server)
+    accepts(httpserver)
     monkeypatch.setattr("sys.stdin", StringIO(TOKEN + "\n"))
 
     lines = register("--name", "shop", "--token", "-", "--base-url", base_url)
