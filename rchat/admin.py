@@ -13,6 +13,7 @@ from django.db.models import F
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.crypto import constant_time_compare
 from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
@@ -108,7 +109,7 @@ class CredentialAdmin(RChatAdmin):
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         token = form.cleaned_data.get("token")
-        if not change or not token or crypto.secrets_equal(token, obj.token):
+        if not change or not token or constant_time_compare(token, obj.token):
             return
         # A new Chatday-Token on a working credential: register it first, so a
         # mistyped token never replaces one that works.
