@@ -5,7 +5,9 @@ SQLite under var/, Kombu's filesystem transport under var/ as the Celery broker.
 Set DATABASE_URL / CELERY_BROKER_URL to run on PostgreSQL and Redis.
 """
 
+import importlib.util
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -133,6 +135,51 @@ else:
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+
+# --- Protecting the site: sign-in lockouts and a Content-Security-Policy ----------------
+# django-axes counts failed sign-ins on every login form (rchat's /rchat/login/ and
+# admin's /admin/login/): after 5 failures for one username from one address, that pair
+# is locked out for 15 minutes, and a successful sign-in clears the count.
+INSTALLED_APPS += ["axes"]
+# Axes' backend comes first: it refuses a locked-out sign-in before the password is
+# checked. Logging in now needs the request (test clients: force_login, or login(request=)).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# rchat's page "Too many failed sign-ins", in the inbox's style (answered with 429).
+AXES_LOCKOUT_TEMPLATE = "rchat/locked_out.html"
+
+# Every page says where its scripts, styles and images may come from. rchat's pages use
+# no inline script or style, nor does admin or the API docs page (Swagger UI's start-up
+# script is a file of its own); inbound images are thumbnails on R-Chat's https hosts.
+SECURE_CSP = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "img-src": ["'self'", "data:", "https:"],
+    "object-src": ["'none'"],
+    "base-uri": ["'none'"],
+    "frame-ancestors": ["'none'"],
+    "form-action": ["'self'"],
+}
+# Django 6.0+ sends it from SECURE_CSP itself; on 5.2 a small middleware does the same.
+_CSP_MIDDLEWARE = (
+    "django.middleware.csp.ContentSecurityPolicyMiddleware"
+    if importlib.util.find_spec("django.middleware.csp")
+    else "project.csp.ContentSecurityPolicyMiddleware"
+)
+MIDDLEWARE = [
+    *MIDDLEWARE[:1],
+    _CSP_MIDDLEWARE,
+    *MIDDLEWARE[1:],
+    # Last, as axes asks: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
+]
 
 # --- Celery -----------------------------------------------------------------------
 # No broker to install by default: Kombu's filesystem transport keeps messages as

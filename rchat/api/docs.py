@@ -1,10 +1,17 @@
 """The API's OpenAPI schema and its documentation page.
 
 The page is Swagger UI served from drf-spectacular-sidecar's static files, so it
-loads nothing from a CDN (add ``drf_spectacular_sidecar`` to INSTALLED_APPS).
+loads nothing from a CDN (add ``drf_spectacular_sidecar`` to INSTALLED_APPS). Its
+start-up script is a second request to the same URL (``?script=``), not an inline
+script, and its styles are files: a strict Content-Security-Policy (script-src and
+style-src 'self') allows the page.
 """
 
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView, _get_sidecar_url
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularSwaggerSplitView,
+    _get_sidecar_url,
+)
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.renderers import TemplateHTMLRenderer
 
@@ -40,11 +47,14 @@ class SchemaView(SpectacularAPIView):
     custom_settings = SCHEMA_SETTINGS
 
 
-class DocsView(SpectacularSwaggerView):
+class DocsView(SpectacularSwaggerSplitView):
+    # The page and its script (?script=) are one view: both need a signed-in user who
+    # may see chat rooms.
     authentication_classes = [SessionAuthentication]
     permission_classes = [CanSeeChatRooms]
     throttle_classes = []
     renderer_classes = [TemplateHTMLRenderer]
+    template_name = "rchat/api/swagger_ui.html"
     url_name = "rchat:api:schema"
     title = "rchat API"
 
