@@ -8,7 +8,6 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db import models
 from django.db.models import F
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -17,24 +16,18 @@ from django.utils.crypto import constant_time_compare
 from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
+from django.utils.translation import ngettext, ngettext_lazy
 
-from . import charts, crypto, selectors, services
+from . import charts, crypto, payloads, selectors, services
 from .exceptions import InvalidMessage, RChatAPIError, RChatConfigurationError, RChatError
-from .models import ChatRoom, Credential, DeliveryAttempt, Message, WebhookEvent
+from .models import ChatRoom, Credential, DeliveryAttempt, ErrorKind, Message, WebhookEvent
 from .ui.messages import message_parts
-
-
-def _https_by_default(db_field, **kwargs):
-    # R-Chat is reached over HTTPS: a URL typed without a scheme means https.
-    if isinstance(db_field, models.URLField):
-        kwargs.setdefault("assume_scheme", "https")
-    return db_field.formfield(**kwargs)
 
 
 class CredentialForm(forms.ModelForm):
     # Secrets are write-only in admin: the field is never filled from the database,
-    # and left empty on change it keeps the stored token.
+    # and left empty on change it keeps the stored token. It is not a model field of
+    # the form, so only CredentialAdmin.save_model (through the services) stores it.
     token = forms.CharField(
         label=_("Chatday-Token"),
         required=False,
@@ -43,25 +36,33 @@ class CredentialForm(forms.ModelForm):
         help_text=_("From R-Chat's settings, menu “R-Chat API”. Leave empty to keep."),
     )
 
+    # R-Chat is reached over HTTPS: a URL typed without a scheme means https.
+    base_url = Credential._meta.get_field("base_url").formfield(assume_scheme="https")
+
     class Meta:
         model = Credential
-        fields = ["name", "base_url", "token"]
-        formfield_callback = _https_by_default
+        fields = ["name", "base_url"]
 
     def clean_token(self):
         token = self.cleaned_data.get("token")
-        if not token and not (self.instance and self.instance.pk):
+        if not token and not self.instance.pk:
             raise forms.ValidationError(_("A new credential needs its Chatday-Token."))
         return token
 
-    def save(self, commit=True):
-        if self.instance.pk:
-            # The stored token stays until R-Chat accepts a new one: CredentialAdmin
-            # registers a typed-in token through the service, which adopts it only then.
-            self.instance.token = Credential.objects.get(pk=self.instance.pk).token
-        else:
-            self.instance.token = self.cleaned_data["token"]
-        return super().save(commit=commit)
+    def clean(self):
+        # What every way of saving a credential checks, shown as a form error.
+        cleaned = super().clean()
+        if not self.errors:
+            try:
+                services.credential_check(
+                    name=cleaned.get("name"),
+                    token=cleaned.get("token"),
+                    base_url=cleaned.get("base_url"),
+                    new=not self.instance.pk,
+                )
+            except ValueError as exc:
+                raise forms.ValidationError(str(exc)) from exc
+        return cleaned
 
 
 class RChatAdmin(admin.ModelAdmin):
@@ -101,15 +102,20 @@ class CredentialAdmin(RChatAdmin):
     ]
     actions = ["register", "rotate", "test_connection"]
 
-    def formfield_for_dbfield(self, db_field, request, **kwargs):
-        if isinstance(db_field, models.URLField):
-            kwargs.setdefault("assume_scheme", "https")
-        return super().formfield_for_dbfield(db_field, request, **kwargs)
+    class Media:
+        # The webhook URL's "Copy" button, on the list and the change page.
+        js = ["rchat/admin.js"]
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
+        # Through the services, like every other way of saving a credential.
+        fields = {"name": form.cleaned_data["name"], "base_url": form.cleaned_data["base_url"]}
         token = form.cleaned_data.get("token")
-        if not change or not token or constant_time_compare(token, obj.token):
+        if not change:
+            obj.pk = services.credential_save(token=token, **fields).pk
+            obj.refresh_from_db()
+            return
+        services.credential_save(credential=obj, **fields)
+        if not token or constant_time_compare(token, obj.token):
             return
         # A new Chatday-Token on a working credential: register it first, so a
         # mistyped token never replaces one that works.
@@ -138,21 +144,15 @@ class CredentialAdmin(RChatAdmin):
         return obj.masked_signature_token or "—"
 
     @admin.display(description=_("webhook URL"))
-    def webhook_url(self, obj):
-        return obj.webhook_url() if obj.pk else "—"
-
-    @admin.display(description=_("webhook URL"))
     def webhook_url_copy(self, obj):
         if not obj.pk:
             return _("Shown once the credential is saved.")
-        # The button copies from a data attribute, so no text is ever put inside the
-        # inline script (safe with any URL and any translation).
+        # rchat/admin.js copies the data attribute: no inline script, so the page works
+        # under a strict Content-Security-Policy (and any URL or translation is safe).
         return format_html(
             '<code class="rchat-webhook-url">{url}</code> '
             '<button type="button" class="button rchat-copy" data-copy="{url}" '
-            'data-copied="{copied}" onclick="navigator.clipboard.writeText('
-            'this.dataset.copy).then(() => {{ this.textContent = this.dataset.copied; }})">'
-            "{label}</button>",
+            'data-copied="{copied}">{label}</button>',
             url=obj.webhook_url(),
             copied=_("Copied"),
             label=_("Copy"),
@@ -162,10 +162,9 @@ class CredentialAdmin(RChatAdmin):
     def last_error_plain(self, obj):
         if not obj.last_error:
             return "—"
-        plain = _plain_error(obj.last_error)
-        if not plain:
+        if not obj.last_error_advice:
             return obj.last_error
-        return format_html("{}<br><small>{}</small>", plain, obj.last_error)
+        return format_html("{}<br><small>{}</small>", obj.last_error_advice, obj.last_error)
 
     # Each action calls R-Chat and changes the credential: it needs "change", not only
     # "view" (an action without permissions is offered to anyone who sees the list).
@@ -205,7 +204,7 @@ class CredentialAdmin(RChatAdmin):
             try:
                 status = services.credential_test_connection(credential=credential)
             except (RChatAPIError, RChatConfigurationError) as exc:
-                reason = _plain_error(str(exc)) or str(exc)
+                reason = _advice(exc)
                 self.message_user(
                     request,
                     _("%(name)s: the test failed. %(reason)s")
@@ -261,36 +260,16 @@ class CredentialAdmin(RChatAdmin):
 # --- Presentation helpers ---------------------------------------------------------------
 
 
-def _plain_error(text):
-    """The gist of an R-Chat error in plain words, for operators; "" when unknown."""
-    if not text:
-        return ""
-    # Matched on the client's wording (rchat/client.py) and on HTTP statuses, which
-    # delivery errors and older rows also carry.
-    refused = ("refused the Chatday-Token", "was refused", "HTTP 401", "HTTP 403")
-    if any(words in text for words in refused):
-        return _(
-            "R-Chat refused the Chatday-Token. Check it in R-Chat's “R-Chat API” "
-            "menu, save it here again and register."
-        )
-    if "rate limit" in text or "HTTP 429" in text:
-        return _("R-Chat asked rchat to slow down; it will try again later.")
-    if "did not answer in time" in text or "(time-out)" in text:
-        return _("R-Chat did not answer in time. It may be down; try again later.")
-    if "Could not reach" in text or "Could not connect to R-Chat" in text:
-        return _("Could not reach R-Chat. Check the base URL and the network.")
-    if "HTTP 404" in text or "HTTP 405" in text:
-        return _("R-Chat has no such address. Check the base URL and the API paths.")
-    if "no signature token" in text:
-        return _("R-Chat answered Register without a signature token.")
-    if "HTTP 5" in text:
-        return _("R-Chat had an internal error; try again later.")
-    return ""
+def _advice(exc):
+    """What to do about an error from R-Chat, in plain words; the error itself otherwise."""
+    kind = getattr(exc, "kind", "")
+    if kind in (ErrorKind.REJECTED, ErrorKind.RESPONSE) or kind not in ErrorKind.values:
+        return str(exc)  # R-Chat's own answer says more than a general hint
+    return ErrorKind(kind).label
 
 
 def _short(text, length=80):
-    text = " ".join((text or "").split())
-    return text if len(text) <= length else text[: length - 1] + "…"
+    return payloads.short(" ".join((text or "").split()), length)
 
 
 def _pretty_json(value):
@@ -488,43 +467,42 @@ class ChatRoomAdmin(RChatAdmin):
 
     @admin.action(description=_("Close the selected chat rooms"), permissions=["change"])
     def close_rooms(self, request, queryset):
-        rooms = list(queryset.filter(status=ChatRoom.Status.OPEN))
-        for room in rooms:
-            services.room_close(room=room)
-        self.message_user(
+        self._for_each_room(
             request,
-            ngettext("%(count)d chat room closed.", "%(count)d chat rooms closed.", len(rooms))
-            % {"count": len(rooms)},
-            messages.SUCCESS,
+            queryset.filter(status=ChatRoom.Status.OPEN),
+            lambda room: services.room_close(room=room),
+            ngettext_lazy("%(count)d chat room closed.", "%(count)d chat rooms closed.", "count"),
         )
 
     @admin.action(description=_("Reopen the selected chat rooms"), permissions=["change"])
     def reopen_rooms(self, request, queryset):
-        rooms = list(queryset.filter(status=ChatRoom.Status.CLOSED))
-        for room in rooms:
-            services.room_reopen(room=room)
-        self.message_user(
+        self._for_each_room(
             request,
-            ngettext("%(count)d chat room reopened.", "%(count)d chat rooms reopened.", len(rooms))
-            % {"count": len(rooms)},
-            messages.SUCCESS,
+            queryset.filter(status=ChatRoom.Status.CLOSED),
+            lambda room: services.room_reopen(room=room),
+            ngettext_lazy(
+                "%(count)d chat room reopened.", "%(count)d chat rooms reopened.", "count"
+            ),
         )
 
     @admin.action(description=_("Assign the selected chat rooms to me"), permissions=["change"])
     def assign_to_me(self, request, queryset):
-        rooms = list(queryset)
-        for room in rooms:
-            services.room_assign(room=room, user=request.user)
-        self.message_user(
+        self._for_each_room(
             request,
-            ngettext(
+            queryset,
+            lambda room: services.room_assign(room=room, user=request.user),
+            ngettext_lazy(
                 "%(count)d chat room assigned to you.",
                 "%(count)d chat rooms assigned to you.",
-                len(rooms),
-            )
-            % {"count": len(rooms)},
-            messages.SUCCESS,
+                "count",
+            ),
         )
+
+    def _for_each_room(self, request, rooms, change, done):
+        rooms = list(rooms)
+        for room in rooms:
+            change(room)
+        self.message_user(request, done % {"count": len(rooms)}, messages.SUCCESS)
 
     # --- the conversation and the reply form ---
 
@@ -580,15 +558,9 @@ class ChatRoomAdmin(RChatAdmin):
 
     def conversation_context(self, request, room):
         """The newest messages of ``room`` as chat bubbles (one query)."""
-        newest = list(
-            room.messages.select_related("author").order_by("-created_at", "-id")[
-                : self.conversation_limit + 1
-            ]
-        )
-        more = len(newest) > self.conversation_limit
-        bubbles = [message_bubble(m) for m in reversed(newest[: self.conversation_limit])]
+        thread, more = selectors.room_thread(room=room, limit=self.conversation_limit)
         return {
-            "conversation": bubbles,
+            "conversation": [message_bubble(message) for message in thread],
             "conversation_truncated": more,
             "room_messages_url": reverse("admin:rchat_message_changelist")
             + f"?room__id__exact={room.pk}",

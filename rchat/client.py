@@ -207,6 +207,7 @@ class RChatClient:
                 % {"status": response.status_code, "url": url, "body": _show(body)},
                 status=response.status_code,
                 body=body,
+                kind="no_signature",
             )
         return signature
 
@@ -251,19 +252,22 @@ class RChatClient:
         except requests.ConnectTimeout as exc:
             raise RChatUnavailableError(
                 _("Could not connect to R-Chat at %(url)s within %(seconds)gs (time-out)")
-                % {"url": url, "seconds": self.timeout[0]}
+                % {"url": url, "seconds": self.timeout[0]},
+                kind="timeout",
             ) from exc
         except requests.Timeout as exc:
             raise RChatUnavailableError(
                 _("R-Chat did not answer %(url)s within %(seconds)gs (time-out)")
-                % {"url": url, "seconds": self.timeout[1]}
+                % {"url": url, "seconds": self.timeout[1]},
+                kind="timeout",
             ) from exc
         except requests.RequestException as exc:
             # Connection refused, DNS, TLS, a connection dropped mid-answer …
             reason = crypto.redact(_network_reason(exc), self.token)
             raise RChatUnavailableError(
                 _("Could not connect to R-Chat at %(url)s: %(reason)s")
-                % {"url": url, "reason": reason}
+                % {"url": url, "reason": reason},
+                kind="unreachable",
             ) from exc
         logger.debug(
             "POST %s -> %s in %.0f ms",
@@ -318,6 +322,7 @@ class RChatClient:
                 % {"where": where, "location": location or "?"},
                 status=status,
                 body=body,
+                kind="redirect",
             )
         if 400 <= status < 500:
             raise RChatRejectedError(
@@ -325,6 +330,7 @@ class RChatClient:
                 % {"where": where, "body": _show(body)},
                 status=status,
                 body=body,
+                kind="not_found" if status in (404, 405) else None,
             )
         raise RChatUnavailableError(
             _("R-Chat is unavailable (%(where)s): %(body)s")

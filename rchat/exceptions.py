@@ -35,20 +35,27 @@ class RChatAPIError(RChatError):
     """R-Chat could not be reached or refused the call.
 
     ``status`` is the HTTP status (None when no answer came) and ``body`` the start
-    of R-Chat's answer, with secrets masked.
+    of R-Chat's answer, with secrets masked. ``kind`` says what went wrong in one word,
+    whatever the language of the message: one of ``rchat.models.ErrorKind``, stored
+    with a credential's last error so admin can explain it.
     """
 
     #: Whether trying again later may succeed.
     transient = False
+    kind = "rejected"
 
-    def __init__(self, message, *, status=None, body=""):
+    def __init__(self, message, *, status=None, body="", kind=None):
         super().__init__(message)
         self.status = status
         self.body = body
+        if kind:
+            self.kind = kind
 
 
 class RChatAuthError(RChatAPIError):
     """R-Chat refused the Chatday-Token (401/403): the credential needs attention."""
+
+    kind = "auth"
 
 
 class RChatRejectedError(RChatAPIError):
@@ -59,6 +66,7 @@ class RChatRateLimitedError(RChatAPIError):
     """R-Chat asked us to slow down (429); ``retry_after`` is in seconds."""
 
     transient = True
+    kind = "rate_limited"
 
     def __init__(self, message, *, retry_after=None, **kwargs):
         super().__init__(message, **kwargs)
@@ -69,7 +77,10 @@ class RChatUnavailableError(RChatAPIError):
     """R-Chat answered 5xx, timed out, or the connection failed; worth retrying."""
 
     transient = True
+    kind = "server"
 
 
 class RChatResponseError(RChatAPIError):
     """R-Chat answered 2xx but not in a shape rchat can read."""
+
+    kind = "response"

@@ -19,6 +19,31 @@ def new_webhook_key():
     return secrets.token_urlsafe(24)
 
 
+class ErrorKind(models.TextChoices):
+    """What went wrong talking to R-Chat (``RChatAPIError.kind``), with what to do about it.
+
+    The label is the advice admin shows next to a credential's last error
+    (``Credential.last_error_advice``).
+    """
+
+    AUTH = (
+        "auth",
+        _(
+            "R-Chat refused the Chatday-Token. Check it in R-Chat's “R-Chat API” menu, save it "
+            "here again and register."
+        ),
+    )
+    RATE_LIMITED = "rate_limited", _("R-Chat asked rchat to slow down; it will try again later.")
+    TIMEOUT = "timeout", _("R-Chat did not answer in time. It may be down; try again later.")
+    UNREACHABLE = "unreachable", _("Could not reach R-Chat. Check the base URL and the network.")
+    NOT_FOUND = "not_found", _("R-Chat has no such address. Check the base URL and the API paths.")
+    REDIRECT = "redirect", _("R-Chat redirected the call: set the base URL it redirects to.")
+    NO_SIGNATURE = "no_signature", _("R-Chat answered Register without a signature token.")
+    SERVER = "server", _("R-Chat had an internal error; try again later.")
+    REJECTED = "rejected", _("R-Chat rejected the call; its answer is below.")
+    RESPONSE = "response", _("R-Chat's answer could not be read; it is below.")
+
+
 class Credential(models.Model):
     """One R-Chat account: its Chatday-Token and the signature token Register returned."""
 
@@ -48,6 +73,9 @@ class Credential(models.Model):
     )
     registered_at = models.DateTimeField(_("registered at"), null=True, blank=True)
     last_error = models.TextField(_("last error"), blank=True)
+    # An ErrorKind value (no choices on the field: the advice can change without a
+    # migration); see last_error_advice.
+    last_error_kind = models.CharField(_("kind of last error"), max_length=20, blank=True)
     last_error_at = models.DateTimeField(_("last error at"), null=True, blank=True)
     last_webhook_at = models.DateTimeField(_("last webhook received"), null=True, blank=True)
     webhook_key = models.CharField(
@@ -68,6 +96,12 @@ class Credential(models.Model):
     def api_base_url(self):
         """The base URL in force: the credential's own, else RCHAT["API_BASE_URL"]."""
         return self.base_url or get_setting("API_BASE_URL")
+
+    @property
+    def last_error_advice(self):
+        """What to do about the last error, in plain words ("" when its kind is unknown)."""
+        kind = self.last_error_kind
+        return ErrorKind(kind).label if kind in ErrorKind.values else ""
 
     @property
     def masked_token(self):

@@ -19,6 +19,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import selectors, services
@@ -230,22 +231,22 @@ def room_assign(request, pk):
     return _back_to_room(request, room)
 
 
-@require_POST
-@can_reply
-def room_close(request, pk):
-    room = _get_room(pk)
-    services.room_close(room=room)
-    messages.success(request, _("Conversation closed."))
-    return _back_to_room(request, room)
+def _room_change(change, done):
+    """A POST view that applies the service ``change`` to the room, then goes back to it."""
+
+    @require_POST
+    @can_reply
+    def view(request, pk):
+        room = _get_room(pk)
+        change(room=room)
+        messages.success(request, done)
+        return _back_to_room(request, room)
+
+    return view
 
 
-@require_POST
-@can_reply
-def room_reopen(request, pk):
-    room = _get_room(pk)
-    services.room_reopen(room=room)
-    messages.success(request, _("Conversation reopened."))
-    return _back_to_room(request, room)
+room_close = _room_change(services.room_close, gettext_lazy("Conversation closed."))
+room_reopen = _room_change(services.room_reopen, gettext_lazy("Conversation reopened."))
 
 
 @require_POST

@@ -8,12 +8,19 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.formats import date_format
 
 from rchat import services
 from rchat.conf import get_setting
-from rchat.models import ChatRoom, Credential, DeliveryAttempt, Message, WebhookEvent
+from rchat.models import (
+    ChatRoom,
+    Credential,
+    DeliveryAttempt,
+    ErrorKind,
+    Message,
+    WebhookEvent,
+)
 from tests.factories import (
     ChatRoomFactory,
     CredentialFactory,
@@ -166,10 +173,33 @@ def test_credential_last_error_is_explained_in_plain_words(client, operator):
     CredentialFactory(
         status=Credential.Status.INVALID,
         last_error="R-Chat answered HTTP 401 to http://x/: the Chatday-Token ••••abcd was refused",
+        last_error_kind="auth",
     )
     page = client.get(reverse("admin:rchat_credential_changelist")).content.decode()
     assert "R-Chat refused the Chatday-Token" in page
     assert "HTTP 401" in page
+
+
+def test_the_advice_follows_the_kind_of_error_in_any_language(client, operator, httpserver):
+    """The advice comes from what went wrong (RChatAPIError.kind), not from the wording of
+    the message, so it is right in Thai too and for errors recorded in another language."""
+    credential = CredentialFactory(base_url=httpserver.url_for(""))
+    httpserver.expect_request(get_setting("SEND_MESSAGE_PATH")).respond_with_json({}, status=401)
+    client.post(
+        reverse("admin:rchat_credential_changelist"),
+        {"action": "test_connection", "_selected_action": [str(credential.pk)]},
+        HTTP_ACCEPT_LANGUAGE="th",
+    )
+    credential.refresh_from_db()
+    assert credential.last_error_kind == "auth"
+    page = client.get(
+        reverse("admin:rchat_credential_changelist"), HTTP_ACCEPT_LANGUAGE="th"
+    ).content.decode()
+    with translation.override("th"):
+        advice = str(ErrorKind.AUTH.label)
+    assert re.search("[\u0e00-\u0e7f]", advice)  # the Thai catalogue has it
+    assert advice in page
+    assert "R-Chat refused the Chatday-Token. Check it" not in page
 
 
 def _run_action(client, model, action, pks):
@@ -292,6 +322,40 @@ def test_saving_a_credential_with_the_token_left_empty_keeps_it(client, operator
     credential.refresh_from_db()
     assert credential.token == token
     assert credential.base_url == "https://new.example"
+
+
+def test_a_credential_added_in_admin_is_saved_through_the_service(client, operator):
+    response = client.post(
+        reverse("admin:rchat_credential_add"),
+        {"name": "  Bangkok shop ", "base_url": "rchat.example", "token": "cdt_fresh_token_1"},
+    )
+    assert response.status_code == 302
+    credential = Credential.objects.get()
+    assert credential.name == "Bangkok shop"
+    assert credential.base_url == "https://rchat.example"  # admin assumes https
+    assert credential.token == "cdt_fresh_token_1"
+    assert credential.status == Credential.Status.NEW
+
+
+def test_admin_refuses_what_the_service_refuses_as_a_form_error(client, operator):
+    """A pasted token with a space in it is refused in admin as on the command line."""
+    response = client.post(
+        reverse("admin:rchat_credential_add"),
+        {"name": "shop", "base_url": "", "token": "cdt_half of_a_token"},
+    )
+    assert response.status_code == 200
+    assert "A Chatday-Token has no spaces in it" in response.content.decode()
+    assert not Credential.objects.exists()
+
+
+def test_a_credential_renamed_in_admin_keeps_its_tokens(client, operator):
+    credential = CredentialFactory(name="old name")
+    token, signature = credential.token, credential.signature_token
+    _change_credential(client, credential, name="new name")
+    credential.refresh_from_db()
+    assert credential.name == "new name"
+    assert (credential.token, credential.signature_token) == (token, signature)
+    assert credential.status == Credential.Status.ACTIVE
 
 
 # --- chat rooms -------------------------------------------------------------------------

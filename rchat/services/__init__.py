@@ -9,6 +9,7 @@ these functions and answer; they do not write rows themselves. Functions are nam
 """
 
 from .credentials import (
+    credential_check,
     credential_connect,
     credential_mark_invalid,
     credential_reencrypt,
@@ -40,6 +41,7 @@ __all__ = [
     "Delivery",
     "InboundResult",
     "Reprocessed",
+    "credential_check",
     "credential_connect",
     "credential_mark_invalid",
     "credential_reencrypt",

@@ -26,31 +26,51 @@ logger = logging.getLogger(__name__)
 # --- Credentials ----------------------------------------------------------------------
 
 
-def credential_save(*, name, token, base_url=None):
-    """Create the credential ``name``, or update its token and base URL.
+def credential_save(*, name, token=None, base_url=None, credential=None):
+    """Create the credential ``name``, or update one and return it.
 
-    ``base_url`` None keeps the one stored; "" clears it (the credential then follows
-    ``RCHAT["API_BASE_URL"]``). A changed Chatday-Token makes the credential "not
-    registered" again: its signature token belonged to the old one.
+    Without ``credential`` the one called ``name`` is updated (or created); with it,
+    that one is, and ``name`` may rename it. ``token`` None keeps the stored
+    Chatday-Token (a new credential needs one); a changed token makes the credential
+    "not registered" again: its signature token belonged to the old one. ``base_url``
+    None keeps the one stored; "" clears it (the credential then follows
+    ``RCHAT["API_BASE_URL"]``). Raises ``ValueError`` with the reason for bad input.
     """
     keep_base_url = base_url is None
-    name, token, base_url = _credential_clean(name=name, token=token, base_url=base_url or "")
+    name, token, base_url = credential_check(
+        name=name, token=token, base_url=base_url or "", new=credential is None
+    )
     with transaction.atomic():
-        credential = Credential.objects.select_for_update().filter(name=name).first()
-        if credential is None:
+        found = Credential.objects.select_for_update()
+        found = found.filter(pk=credential.pk) if credential else found.filter(name=name)
+        fresh = found.first()
+        if fresh is None:
+            if not token:
+                raise ValueError(gettext("A credential needs a Chatday-Token."))
             return Credential.objects.create(name=name, token=token, base_url=base_url or "")
-        if not constant_time_compare(credential.token, token):
-            credential.token = token
-            credential.status = Credential.Status.NEW
-            credential.signature_token = ""
-            credential.signature_digest = ""
+        if name != fresh.name and Credential.objects.filter(name=name).exists():
+            raise ValueError(gettext("Another credential is called %(name)s.") % {"name": name})
+        fresh.name = name
+        if token and not constant_time_compare(fresh.token, token):
+            fresh.token = token
+            fresh.status = Credential.Status.NEW
+            fresh.signature_token = ""
+            fresh.signature_digest = ""
         if not keep_base_url:
-            credential.base_url = base_url
-        credential.save()
+            fresh.base_url = base_url
+        fresh.save()
+    if credential is not None:
+        _refresh(credential, fresh)
         return credential
+    return fresh
 
 
-def _credential_clean(*, name, token, base_url):
+def credential_check(*, name, token, base_url, new=True):
+    """``(name, token, base_url)`` stripped, or ``ValueError`` saying what is wrong.
+
+    What every way of saving a credential checks (admin's form included). ``token``
+    may be empty only for an existing credential (``new`` False), which keeps its own.
+    """
     name = (name or "").strip()
     token = (token or "").strip()
     base_url = (base_url or "").strip()
@@ -58,7 +78,7 @@ def _credential_clean(*, name, token, base_url):
         raise ValueError(gettext("A credential needs a name."))
     if len(name) > Credential._meta.get_field("name").max_length:
         raise ValueError(gettext("A credential's name is at most 100 characters."))
-    if not token:
+    if not token and new:
         raise ValueError(gettext("A credential needs a Chatday-Token."))
     if any(char.isspace() for char in token):
         raise ValueError(gettext("A Chatday-Token has no spaces in it: check what was pasted."))
@@ -78,7 +98,7 @@ def credential_connect(*, name, token, base_url="", rotate=False):
     leaves it working as before. Raises ``ValueError`` for bad input, and what
     ``credential_register`` raises.
     """
-    name, token, base_url = _credential_clean(name=name, token=token, base_url=base_url)
+    name, token, base_url = credential_check(name=name, token=token, base_url=base_url)
     credential = Credential.objects.filter(name=name).first()
     if credential is None:
         credential = credential_save(name=name, token=token, base_url=base_url)
@@ -130,6 +150,7 @@ def credential_register(*, credential, rotate=False, token=None, base_url=None):
         fresh.status = Credential.Status.ACTIVE
         fresh.registered_at = now
         fresh.last_error = ""
+        fresh.last_error_kind = ""
         fresh.last_error_at = None
         fresh.save()
     logger.info(
@@ -149,7 +170,11 @@ def _credential_record_error(credential, exc, *, token_is_stored=True, secrets=(
     error = crypto.redact(str(exc), credential.token, *secrets)
     if not token_is_stored:
         error = gettext("New Chatday-Token not saved: %(error)s") % {"error": error}
-    update = {"last_error": error[:2000], "last_error_at": timezone.now()}
+    update = {
+        "last_error": error[:2000],
+        "last_error_kind": getattr(exc, "kind", ""),
+        "last_error_at": timezone.now(),
+    }
     # A refused replacement token says nothing about the stored one, still in use.
     if isinstance(exc, RChatAuthError) and token_is_stored:
         update["status"] = Credential.Status.INVALID
@@ -209,14 +234,21 @@ def credential_test_connection(*, credential):
     else:
         status = 200
     if credential.last_error or credential.last_error_at:
-        Credential.objects.filter(pk=credential.pk).update(last_error="", last_error_at=None)
-        credential.last_error, credential.last_error_at = "", None
+        cleared = {"last_error": "", "last_error_kind": "", "last_error_at": None}
+        Credential.objects.filter(pk=credential.pk).update(**cleared)
+        for field, value in cleared.items():
+            setattr(credential, field, value)
     return status
 
 
 def _credential_record_last_error(credential, exc):
     # Unlike _credential_record_error, a refused token does not flag the credential:
     # a test must not stop deliveries that a later Register would have resumed.
-    now, error = timezone.now(), str(exc)[:2000]
-    Credential.objects.filter(pk=credential.pk).update(last_error=error, last_error_at=now)
-    credential.last_error, credential.last_error_at = error, now
+    update = {
+        "last_error": str(exc)[:2000],
+        "last_error_kind": getattr(exc, "kind", ""),
+        "last_error_at": timezone.now(),
+    }
+    Credential.objects.filter(pk=credential.pk).update(**update)
+    for field, value in update.items():
+        setattr(credential, field, value)
