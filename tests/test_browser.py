@@ -13,12 +13,17 @@ from pathlib import Path
 
 import pytest
 import requests
-from django.contrib.auth.models import Permission
 
 from rchat import services
 from rchat.models import Message
 from tests.conftest import _missing
-from tests.factories import ChatRoomFactory, CredentialFactory, MessageFactory, UserFactory
+from tests.factories import (
+    ChatRoomFactory,
+    CredentialFactory,
+    MessageFactory,
+    UserFactory,
+    user_with,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -59,13 +64,7 @@ def browser():
 
 def make_agent(username="somsri"):
     # Agents need not be staff: they sign in on the site, not in the admin.
-    user = UserFactory(username=username, first_name="Somsri", is_staff=False)
-    user.user_permissions.set(
-        Permission.objects.filter(
-            content_type__app_label="rchat", codename__in=["view_chatroom", "reply_chatroom"]
-        )
-    )
-    return user
+    return user_with(username=username, first_name="Somsri", is_staff=False)
 
 
 def log_in(page, live_server, user):
