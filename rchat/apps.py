@@ -11,3 +11,7 @@ class RChatConfig(AppConfig):
         # Imported for their side effects: system checks register themselves, and
         # the credential cache listens for changes to Credential rows.
         from . import checks, selectors, signals  # noqa: F401
+        from .compat import kombu_redis_released_channel
+
+        # Celery workers on Redis ride out a broker restart (see the function's docstring).
+        kombu_redis_released_channel()
