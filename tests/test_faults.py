@@ -59,17 +59,28 @@ def test_replies_sent_during_a_503_outage_all_arrive_once(ctx):
 
 
 def test_replies_queued_while_redis_is_down_all_arrive_once_it_is_back(ctx):
+    """No supervisor restarts the workers: both ride out the restart and reconnect."""
     outcome = faults.broker_down(ctx, sends=40, rooms=8, down_seconds=2, timeout=90)
 
     assert (outcome.sent, outcome.lost, outcome.duplicated) == (40, 0, 0), outcome.detail
+    assert outcome.extra["worker_exits"] == 0, outcome.detail
+    assert "; 0 worker exits, 2 of 2 workers reconnected" in outcome.detail
 
 
-def test_a_worker_killed_mid_batch_loses_nothing(ctx):
-    """At most the sends in flight in the killed worker (4 threads) reach R-Chat twice."""
+def test_a_worker_killed_mid_batch_loses_nothing_and_an_idempotent_rchat_shows_no_duplicate(ctx):
+    """A send repeated after the kill carries the message's Idempotency-Key."""
     outcome = faults.worker_killed(ctx, sends=60, rooms=10, timeout=90)
+
+    assert (outcome.sent, outcome.lost, outcome.duplicated) == (60, 0, 0), outcome.detail
+
+
+def test_where_rchat_ignores_the_idempotency_key_a_kill_duplicates_only_sends_in_flight(ctx):
+    """At most the sends in flight in the killed worker (4 threads) show twice."""
+    outcome = faults.worker_killed(ctx, sends=60, rooms=10, timeout=90, idempotent=False)
 
     assert (outcome.sent, outcome.lost) == (60, 0), outcome.detail
     assert outcome.duplicated <= 4, outcome.detail
+    assert outcome.extra["platform_idempotent"] is False
 
 
 def test_the_same_webhook_in_parallel_is_stored_once_and_answered_200_each_time(ctx):
@@ -78,6 +89,22 @@ def test_the_same_webhook_in_parallel_is_stored_once_and_answered_200_each_time(
     for outcome in outcomes:
         assert (outcome.sent, outcome.lost, outcome.duplicated) == (40, 0, 0), outcome.detail
         assert "statuses {200: 40}" in outcome.detail
+
+
+def test_chunked_webhooks_without_a_length_are_each_stored_once_under_gunicorn(ctx):
+    outcome = faults.chunked_webhooks(ctx, calls=40, clients=2, rooms=5)
+
+    assert (outcome.sent, outcome.lost, outcome.duplicated) == (40, 0, 0), outcome.detail
+    assert "statuses {200: 40}, 40 stored" in outcome.detail
+
+
+def test_poison_webhook_bodies_are_answered_4xx_with_a_reason_and_kept(ctx):
+    outcome = faults.poison_webhooks(ctx, rounds=1)
+
+    assert outcome.extra["server_errors"] == 0, outcome.detail
+    assert outcome.extra["wrong_answers"] == 0, outcome.detail
+    assert (outcome.lost, outcome.duplicated) == (0, 0), outcome.detail
+    assert "the message after them 200, stored 1" in outcome.detail
 
 
 def test_fuzzed_webhook_bodies_get_no_5xx_and_every_call_is_kept(ctx):
