@@ -305,12 +305,13 @@ def _children(pid):
 class SandboxProcess:
     """``manage.py rchat_sandbox`` in its own process, so it competes with neither side."""
 
-    def __init__(self, *, log_dir, webhook_url=None, env=None):
+    def __init__(self, *, log_dir, webhook_url=None, env=None, options=(), name="sandbox"):
         command = [PYTHON, "manage.py", "rchat_sandbox", "--port", "0", "--token", TOKEN]
         if webhook_url:
             command += ["--webhook-url", webhook_url]
+        command += list(options)
         self.process = _spawn(
-            command, env=env or child_env(None, None), log=Path(log_dir) / "sandbox.log"
+            command, env=env or child_env(None, None), log=Path(log_dir) / f"{name}.log"
         )
         deadline = time.monotonic() + 30
         while True:

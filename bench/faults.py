@@ -35,8 +35,6 @@ from .common import (
     BenchError,
     PrivateRedis,
     SandboxProcess,
-    _spawn,
-    child_env,
     database_create,
     database_name,
     database_named,
@@ -313,34 +311,13 @@ def broker_down(ctx, *, sends=1000, rooms=50, down_seconds=5.0, timeout=300.0):
     )
 
 
-class _Sandbox(SandboxProcess):
-    """The sandbox process, ``--ignore-idempotency-key`` unless ``idempotent``.
-
-    bench.common's SandboxProcess gives ``rchat_sandbox`` no options; this one starts
-    the same command with that flag, then reads the same banner.
-    """
-
-    def __init__(self, *, log_dir, idempotent=True):
-        if idempotent:
-            super().__init__(log_dir=log_dir)
-            return
-        command = [PYTHON, "manage.py", "rchat_sandbox", "--port", "0", "--token", TOKEN]
-        command.append("--ignore-idempotency-key")
-        log = Path(log_dir) / "sandbox-not-idempotent.log"
-        self.process = _spawn(command, env=child_env(None, None), log=log)
-        deadline = time.monotonic() + 30
-        while True:
-            first = self.process.log.read_text(errors="replace").splitlines()[:1]
-            if first and "listening on" in first[0]:
-                self.url = first[0].rsplit(" ", 1)[-1].strip()
-                break
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                stop_process(self.process)
-                raise BenchError(f"the sandbox did not start: {log_tail(self.process, 3)}")
-            time.sleep(0.1)
-        from rchat.sandbox import SandboxClient
-
-        self.client = SandboxClient(self.url, timeout=120)
+def _sandbox(*, log_dir, idempotent=True):
+    """The sandbox process; ``--ignore-idempotency-key`` unless ``idempotent``."""
+    if idempotent:
+        return SandboxProcess(log_dir=log_dir)
+    return SandboxProcess(
+        log_dir=log_dir, options=["--ignore-idempotency-key"], name="sandbox-not-idempotent"
+    )
 
 
 def worker_killed(ctx, *, sends=1000, rooms=50, timeout=300.0, idempotent=True):
@@ -354,7 +331,7 @@ def worker_killed(ctx, *, sends=1000, rooms=50, timeout=300.0, idempotent=True):
     import signal
 
     tag = f"kill{'' if idempotent else 'x'}-{int(time.time())}"
-    with _Sandbox(log_dir=ctx.logs, idempotent=idempotent) as sandbox, _Workers(ctx) as workers:
+    with _sandbox(log_dir=ctx.logs, idempotent=idempotent) as sandbox, _Workers(ctx) as workers:
         credential = _credential(sandbox.url)
         targets = _rooms(credential, rooms, tag)
         sandbox.client.inject(latency_ms=30, on="send")
