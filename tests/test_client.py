@@ -379,7 +379,8 @@ def keep_alive_server():
     server = ThreadingHTTPServer(("127.0.0.1", 0), KeepAliveHandler)
     server.daemon_threads = True
     server.client_ports = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval: shutdown() waits for the loop to look (0.5 s by default).
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield server
     server.shutdown()

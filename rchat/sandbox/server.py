@@ -27,6 +27,9 @@ from .webhook import check_webhook_url, post_webhook, run_burst, webhook_body
 logger = logging.getLogger("rchat.sandbox")
 
 MAX_BODY = 1024 * 1024
+# How often the serving loop looks for stop(): socketserver's default of 0.5 s made every
+# stop (and every test with a sandbox) wait up to half a second.
+POLL_INTERVAL = 0.05
 DEFAULT_PATHS = {
     "REGISTER_PATH": "/api/v1/external/register",
     "SEND_MESSAGE_PATH": "/api/v1/external/send-message",
@@ -215,7 +218,10 @@ class Sandbox:
         """Serve in a daemon thread; returns self."""
         self.bind()
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"rchat-sandbox-{self.port}", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": POLL_INTERVAL},
+            name=f"rchat-sandbox-{self.port}",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -224,7 +230,7 @@ class Sandbox:
         """Serve in this thread until ``stop()`` is called from another (or an exception)."""
         self.bind()
         try:
-            self._server.serve_forever()
+            self._server.serve_forever(poll_interval=POLL_INTERVAL)
         finally:
             self._server.server_close()
 
