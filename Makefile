@@ -22,8 +22,11 @@ $(STAMP): $(BIN)/python requirements/base.txt requirements/dev.txt pyproject.tom
 
 install: $(STAMP)
 
+# Two pytest-xdist workers, a test file (or group, tests/conftest.py) to a worker;
+# PYTEST_WORKERS=0 runs the suite in one process.
+PYTEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The suite on every supported Django, each with its own Python (noxfile.py; venvs in
 # .nox/). One cell: make matrix DJANGO=6.1; pytest arguments: NOX_ARGS="-- -k webhook".

@@ -7,12 +7,46 @@ without it they are skipped, and the reason says which variable to set; with
 
 import os
 import socket
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
 
 REQUIRE_SERVICES = os.environ.get("RCHAT_REQUIRE_SERVICES") == "1"
+
+# --- Running on several CPUs (pytest-xdist: `make test` runs two workers) --------------
+# Each xdist worker is a pytest process of its own: pytest-django gives it its own test
+# database (test_<name>_gw0, …). Here it gets the rest of what tests share: a Redis
+# database of its own as Celery's broker (a worker's tasks are never taken by the other
+# worker's Celery processes, and one's flushdb() empties nothing of the other's), and a
+# cache directory of its own (the API's rate-limit counts; tests clear it).
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", … or ""
+#: Redis databases the tests use for themselves (tests/test_adoption.py's site).
+_RESERVED_REDIS_DBS = {13, 14}
+
+
+def _per_worker(url, index):
+    """The broker URL for xdist worker ``index``: the next Redis databases up."""
+    parts = urlsplit(url)
+    free = [db for db in range(16) if db not in _RESERVED_REDIS_DBS]
+    base = int(parts.path.strip("/") or 0)
+    start = free.index(base) if base in free else 0
+    return urlunsplit(parts._replace(path=f"/{free[(start + index) % len(free)]}"))
+
+
+if XDIST_WORKER:
+    _index = int(XDIST_WORKER.removeprefix("gw"))
+    _broker = os.environ.get("CELERY_BROKER_URL", "")
+    if _broker.startswith("redis://"):
+        # Celery reads the variable before its settings; subprocesses inherit it.
+        os.environ["CELERY_BROKER_URL"] = _per_worker(_broker, _index)
+        settings.CELERY_BROKER_URL = os.environ["CELERY_BROKER_URL"]
+    _cache = settings.CACHES["default"]
+    if _cache["BACKEND"].endswith("FileBasedCache"):
+        settings.CACHES = {
+            **settings.CACHES,
+            "default": {**_cache, "LOCATION": f"{_cache['LOCATION']}-{XDIST_WORKER}"},
+        }
 
 
 def _missing(reason):
@@ -45,6 +79,51 @@ def amqp_url():
             return url
     except OSError:
         return None
+
+
+# Which tests run together on one xdist worker, and in what order (`make test` runs
+# ``--dist loadfile``): a file's tests stay together (its module fixtures are set up
+# once), the packaging and adoption tests share one wheel build, and the longest groups
+# are handed out first so that no worker is left with a long one at the end. (xdist's
+# own ``loadgroup`` marks cannot do it on pytest 9: they rename node ids.)
+XDIST_GROUPS = {"tests/test_adoption.py": "packaging", "tests/test_packaging.py": "packaging"}
+LONGEST_FIRST = ("tests/test_faults.py", "packaging", "tests/test_browser.py")
+
+
+def _xdist_group(nodeid):
+    module = nodeid.split("::", 1)[0]
+    return XDIST_GROUPS.get(module, module)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile``, with the groups above as files of their own."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return _xdist_group(nodeid)
+
+    # Hand the groups out in collection order (below), not by how many tests each has.
+    config.option.loadscopereorder = False
+    return GroupScheduling(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session):
+    """In an xdist worker, after pytest-django's order (database tests first) and before
+    the worker reports its collection: the longest groups first. A stable sort, so each
+    group keeps pytest-django's order within it."""
+    if not XDIST_WORKER:
+        return
+
+    def rank(item):
+        group = _xdist_group(item.nodeid)
+        return LONGEST_FIRST.index(group) if group in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    session.items.sort(key=rank)
 
 
 def pytest_runtest_setup(item):
@@ -200,7 +279,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         return
     by_reason = {}
     for report in skipped:
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        # (path, line, reason); a list when the report came from an xdist worker.
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, (tuple, list)) else str(longrepr)
         by_reason.setdefault(reason.removeprefix("Skipped: "), []).append(report.nodeid)
     terminalreporter.section(f"{len(skipped)} skipped, and why")
     for reason, nodeids in sorted(by_reason.items()):

@@ -100,6 +100,8 @@ def test_e004_is_quiet_for_an_https_site_url(quiet):
         ([Fernet.generate_key().decode(), "short"], '["ENCRYPTION_KEYS"][1] is not a Fernet key'),
         (Fernet.generate_key().decode(), "must be a list of keys, not str"),
     ],
+    # Fixed ids: a generated key in the id would differ between pytest-xdist's workers.
+    ids=["not-a-key", "second-not-a-key", "a-string-not-a-list"],
 )
 def test_e002_fires_for_invalid_encryption_keys(quiet, rchat, keys, says):
     rchat(ENCRYPTION_KEYS=keys)
