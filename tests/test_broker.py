@@ -52,6 +52,9 @@ def test_publishing_reuses_one_pooled_connection(redis_broker):
 
 
 @pytest.mark.redis
+# The test forks on purpose, as Celery's prefork pool and gunicorn do; Python 3.12+
+# warns about forking a process that has threads (the test run's own).
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_starts_with_no_pool_and_publishes_on_its_own(redis_broker):
     broker.publish(broker.DELIVER, 1)
     assert broker._pools  # the parent's pool
