@@ -263,9 +263,9 @@ class CredentialAdmin(RChatAdmin):
 def _advice(exc):
     """What to do about an error from R-Chat, in plain words; the error itself otherwise."""
     kind = getattr(exc, "kind", "")
-    if kind in (ErrorKind.REJECTED, ErrorKind.RESPONSE) or kind not in ErrorKind.values:
+    if kind in (ErrorKind.REJECTED, ErrorKind.RESPONSE):
         return str(exc)  # R-Chat's own answer says more than a general hint
-    return ErrorKind(kind).label
+    return ErrorKind.advice(kind) or str(exc)
 
 
 def _short(text, length=80):

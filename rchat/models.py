@@ -43,6 +43,11 @@ class ErrorKind(models.TextChoices):
     REJECTED = "rejected", _("R-Chat rejected the call; its answer is below.")
     RESPONSE = "response", _("R-Chat's answer could not be read; it is below.")
 
+    @classmethod
+    def advice(cls, kind):
+        """The advice for ``kind``; "" for one that is not (or no longer) known."""
+        return cls(kind).label if kind in cls.values else ""
+
 
 class Credential(models.Model):
     """One R-Chat account: its Chatday-Token and the signature token Register returned."""
@@ -100,8 +105,7 @@ class Credential(models.Model):
     @property
     def last_error_advice(self):
         """What to do about the last error, in plain words ("" when its kind is unknown)."""
-        kind = self.last_error_kind
-        return ErrorKind(kind).label if kind in ErrorKind.values else ""
+        return ErrorKind.advice(self.last_error_kind)
 
     @property
     def masked_token(self):

@@ -45,8 +45,8 @@ def credential_save(*, name, token=None, base_url=None, credential=None):
         found = found.filter(pk=credential.pk) if credential else found.filter(name=name)
         fresh = found.first()
         if fresh is None:
-            if not token:
-                raise ValueError(gettext("A credential needs a Chatday-Token."))
+            if credential is not None:
+                raise Credential.DoesNotExist(f"Credential {credential.pk} was deleted.")
             return Credential.objects.create(name=name, token=token, base_url=base_url or "")
         if name != fresh.name and Credential.objects.filter(name=name).exists():
             raise ValueError(gettext("Another credential is called %(name)s.") % {"name": name})
@@ -166,7 +166,15 @@ def credential_mark_invalid(*, credential, error):
     _credential_record_error(credential, RChatAuthError(str(error)))
 
 
-def _credential_record_error(credential, exc, *, token_is_stored=True, secrets=()):
+def _credential_record_error(
+    credential, exc, *, token_is_stored=True, secrets=(), flag_invalid=True
+):
+    """Keep ``exc`` as the credential's last error (its text redacted, and its kind).
+
+    R-Chat refusing the stored token also marks the credential invalid, unless
+    ``flag_invalid`` is False (a test of the connection must not stop deliveries that a
+    later Register would have resumed).
+    """
     error = crypto.redact(str(exc), credential.token, *secrets)
     if not token_is_stored:
         error = gettext("New Chatday-Token not saved: %(error)s") % {"error": error}
@@ -176,12 +184,17 @@ def _credential_record_error(credential, exc, *, token_is_stored=True, secrets=(
         "last_error_at": timezone.now(),
     }
     # A refused replacement token says nothing about the stored one, still in use.
-    if isinstance(exc, RChatAuthError) and token_is_stored:
+    if flag_invalid and isinstance(exc, RChatAuthError) and token_is_stored:
         update["status"] = Credential.Status.INVALID
-    Credential.objects.filter(pk=credential.pk).update(**update, updated_at=timezone.now())
-    for field, value in update.items():
-        setattr(credential, field, value)
+    _credential_update(credential, **update)
     logger.warning("R-Chat credential %s: %s", credential.name, update["last_error"])
+
+
+def _credential_update(credential, **fields):
+    """Write ``fields`` to the credential's row alone (no read first) and to ``credential``."""
+    Credential.objects.filter(pk=credential.pk).update(**fields, updated_at=timezone.now())
+    for field, value in fields.items():
+        setattr(credential, field, value)
 
 
 def _refresh(target, source):
@@ -225,30 +238,14 @@ def credential_test_connection(*, credential):
         client.send_message("", "text", "")
     except RChatRejectedError as exc:
         if exc.status not in TOKEN_ACCEPTED_STATUSES:
-            _credential_record_last_error(credential, exc)
+            _credential_record_error(credential, exc, flag_invalid=False)
             raise
         status = exc.status
     except RChatAPIError as exc:
-        _credential_record_last_error(credential, exc)
+        _credential_record_error(credential, exc, flag_invalid=False)
         raise
     else:
         status = 200
     if credential.last_error or credential.last_error_at:
-        cleared = {"last_error": "", "last_error_kind": "", "last_error_at": None}
-        Credential.objects.filter(pk=credential.pk).update(**cleared)
-        for field, value in cleared.items():
-            setattr(credential, field, value)
+        _credential_update(credential, last_error="", last_error_kind="", last_error_at=None)
     return status
-
-
-def _credential_record_last_error(credential, exc):
-    # Unlike _credential_record_error, a refused token does not flag the credential:
-    # a test must not stop deliveries that a later Register would have resumed.
-    update = {
-        "last_error": str(exc)[:2000],
-        "last_error_kind": getattr(exc, "kind", ""),
-        "last_error_at": timezone.now(),
-    }
-    Credential.objects.filter(pk=credential.pk).update(**update)
-    for field, value in update.items():
-        setattr(credential, field, value)
