@@ -40,6 +40,22 @@ DEFAULTS = {
     "RETRY_MAX_DELAY": 600.0,
     # A message queued, or left "sending", longer than this is handed to a worker again.
     "STALE_AFTER_SECONDS": 120,
+    # Outbound messages one worker claims and sends at a time (at most one per room).
+    "DELIVERY_BATCH_SIZE": 100,
+    # Messages per second to R-Chat at most, per credential, shared by every worker
+    # (a credential's own send_rate wins); None for no limit. SEND_BURST: how many may
+    # go at once after a quiet spell (None: one second's worth).
+    "SEND_RATE": None,
+    "SEND_BURST": None,
+    # The Redis shared by every worker for the rate limits and for waking workers
+    # once per batch: a redis:// URL, or "" for Celery's broker when it is Redis.
+    # Without one, each process keeps its own limits (see docs/delivery.md).
+    "REDIS_URL": "",
+    # Days webhook events and delivery attempts are kept (``rchat_purge`` and the
+    # ``rchat.tasks.purge`` beat task delete older ones); None keeps them for ever.
+    # Messages themselves are never deleted by rchat.
+    "WEBHOOK_EVENT_RETENTION_DAYS": 90,
+    "DELIVERY_ATTEMPT_RETENTION_DAYS": 90,
     # Longest text message accepted from a sender, in characters.
     "TEXT_MAX_LENGTH": 5000,
     # REST API rate limits per user (DRF rate strings; None for no limit): "user" for

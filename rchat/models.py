@@ -83,6 +83,15 @@ class Credential(models.Model):
     last_error_kind = models.CharField(_("kind of last error"), max_length=20, blank=True)
     last_error_at = models.DateTimeField(_("last error at"), null=True, blank=True)
     last_webhook_at = models.DateTimeField(_("last webhook received"), null=True, blank=True)
+    send_rate = models.FloatField(
+        _("messages per second"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "At most this many messages per second to R-Chat, shared by every worker. "
+            'Empty: RCHAT["SEND_RATE"] (no limit unless set).'
+        ),
+    )
     webhook_key = models.CharField(
         _("webhook key"), max_length=64, unique=True, default=new_webhook_key, editable=False
     )
@@ -174,6 +183,10 @@ class ChatRoom(models.Model):
     last_message_preview = models.CharField(_("last message preview"), max_length=200, blank=True)
     # Inbound messages since an agent last read the room.
     unread_count = models.PositiveIntegerField(_("unread"), default=0)
+    # When the room's oldest pending outbound message may be handed to a worker; None
+    # when it has none, or while that message is in a worker's hands. The delivery
+    # claim reads rooms by it (services/delivery.py), never a room's whole history.
+    send_after = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
@@ -191,6 +204,12 @@ class ChatRoom(models.Model):
             models.Index(fields=["status", "-last_message_at"], name="rchat_room_inbox"),
             models.Index(
                 fields=["assignee", "status", "-last_message_at"], name="rchat_room_assignee"
+            ),
+            # The delivery claim: rooms with an outbound message due, soonest first.
+            models.Index(
+                fields=["send_after"],
+                condition=Q(send_after__isnull=False),
+                name="rchat_room_send_after",
             ),
         ]
 
@@ -211,6 +230,7 @@ class Message(models.Model):
         SENDING = "sending", _("Sending")
         SENT = "sent", _("Sent")
         FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Cancelled")
 
     room = models.ForeignKey(
         ChatRoom, on_delete=models.CASCADE, related_name="messages", verbose_name=_("chat room")
@@ -237,6 +257,14 @@ class Message(models.Model):
         blank=True,
         related_name="rchat_messages",
         verbose_name=_("author"),
+    )
+    broadcast = models.ForeignKey(
+        "Broadcast",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="messages",
+        verbose_name=_("broadcast"),
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
     # When the end user wrote it, if the payload says (inbound).
@@ -266,11 +294,57 @@ class Message(models.Model):
                 condition=Q(status__in=["queued", "sending"]),
                 name="rchat_msg_pending",
             ),
+            # A room's oldest pending outbound message, whatever the length of its history.
+            models.Index(
+                fields=["room", "id"],
+                condition=Q(status__in=["queued", "sending"]),
+                name="rchat_msg_room_pending",
+            ),
             models.Index(fields=["status", "-created_at"], name="rchat_msg_status"),
         ]
 
     def __str__(self):
         return f"{self.get_direction_display()} {self.type} #{self.pk}"
+
+
+class Broadcast(models.Model):
+    """One message sent to many chat rooms; each room gets its own Message row."""
+
+    class Status(models.TextChoices):
+        QUEUEING = "queueing", _("Queueing")
+        SENDING = "sending", _("Sending")
+        DONE = "done", _("Done")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    name = models.CharField(_("name"), max_length=200, blank=True)
+    type = models.CharField(_("type"), max_length=50, default="text")
+    data = models.JSONField(_("data"), default=dict, blank=True)
+    text = models.TextField(_("text"), blank=True)
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.QUEUEING
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="rchat_broadcasts",
+        verbose_name=_("author"),
+    )
+    # Rooms asked for, and those given no message (closed, unknown), with why.
+    rooms_total = models.PositiveIntegerField(_("chat rooms"), default=0)
+    skipped = models.PositiveIntegerField(_("skipped"), default=0)
+    skipped_reasons = models.JSONField(_("why skipped"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("broadcast")
+        verbose_name_plural = _("broadcasts")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return self.name or f"#{self.pk} {self.text[:50]}"
 
 
 class DeliveryAttempt(models.Model):
