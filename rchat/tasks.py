@@ -1,29 +1,43 @@
-"""Celery tasks. Each takes an id, re-reads the row and calls a service."""
+"""Celery tasks. Each re-reads the rows it works on and calls a service."""
 
 from celery import shared_task
 
 from . import services
 
 # --- Delivery ---------------------------------------------------------------------------
-# The broker only wakes a worker up; the Message row says what is left to do, so
-# running a task twice, or late, sends nothing twice (docs/delivery.md).
+# The broker only wakes a worker up; the rows say what is left to do, so running a
+# task twice, or late, sends nothing twice (docs/delivery.md).
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def deliver_message(message_id):
-    """Hand outbound message ``message_id`` to R-Chat, or schedule its next try.
+@shared_task(ignore_result=True)
+def drain_outbound():
+    """Send the outbound messages that are due, a batch at a time, until none is left.
 
-    acks_late with reject_on_worker_lost: a worker that dies mid-task gives the task
-    back to the broker instead of dropping it. That is safe because the service
-    claims the row first and does nothing for a message already sent.
+    One wake-up per batch, not per message. Not acks_late: a lost run only delays
+    messages, whose rows stay queued (or "sending", which the stale sweep takes back).
     """
-    return services.message_deliver(message_id=message_id)
+    return services.delivery_drain().as_dict()
+
+
+@shared_task(ignore_result=True)
+def deliver_message(message_id):
+    """Wake-ups queued by rchat 0.3 and earlier, one per message: a drain sends them."""
+    return services.delivery_drain().as_dict()
 
 
 @shared_task(ignore_result=True)
 def requeue_stale():
-    """Wake outbound messages whose wake-up was lost (run by Celery beat every 30-60 s)."""
+    """Take back abandoned sends and wake the drain when it is owed (beat, every 30-60 s)."""
     return services.message_requeue_stale()
+
+
+# --- Housekeeping -----------------------------------------------------------------------
+
+
+@shared_task(ignore_result=True)
+def purge():
+    """Delete webhook events and delivery attempts past their retention (beat, daily)."""
+    return services.retention_purge().as_dict()
 
 
 # --- Inbound: the bot hook --------------------------------------------------------------
