@@ -9,6 +9,10 @@ kombu pool of this module's own, with a short connect time-out and no retry loop
 
 Tasks are named, not imported: services publish ``rchat.tasks.*`` by name, and only
 ``tasks`` imports ``services``.
+
+Outbound delivery is woken once per batch, not per message (``drain_wake``): a flag in
+the shared Redis (``rchat.shared``) says a drain is already on its way, and a drain
+clears it before each claim, so a message committed after that claim wakes another.
 """
 
 import importlib
@@ -25,15 +29,75 @@ CONNECT_TIMEOUT = 1.0
 #: Connections kept per broker URL and process (one per thread that publishes at once).
 POOL_LIMIT = 10
 
-DELIVER = "rchat.tasks.deliver_message"
+DRAIN = "rchat.tasks.drain_outbound"
 MESSAGE_HOOK = "rchat.tasks.run_message_hook"
+
+#: Seconds the "a drain is on its way" flag lives: a wake-up lost after the flag was set
+#: delays the next one this long at most (the stale sweep also wakes the drain).
+DRAIN_FLAG_SECONDS = 10
 
 _pools = {}
 _pools_lock = threading.Lock()
 
 
-def publish(task_name, object_id, *, countdown=None):
-    """Enqueue task ``task_name`` with the one argument ``object_id``.
+def drain_wake(*, countdown=None):
+    """Wake a drain of the outbound queue (now, or in ``countdown`` seconds).
+
+    An immediate wake-up is published only when no drain is already on its way (the
+    shared flag; without a shared Redis every call publishes). Never raises: when the
+    broker cannot be reached the rows stay queued and the stale sweep wakes a drain.
+    """
+    flag = None
+    if countdown is None and not current_app.conf.task_always_eager:
+        flag = _drain_flag()
+        if flag is not None:
+            redis, key = flag
+            try:
+                if not redis.set(key, 1, nx=True, ex=DRAIN_FLAG_SECONDS):
+                    return
+            except Exception as exc:  # no shared flag: wake anyway
+                logger.warning("Shared Redis unavailable for the drain flag (%s)", exc)
+                flag = None
+    try:
+        publish(DRAIN, countdown=countdown)
+    except Exception as exc:  # a lost wake-up is what the sweep is for
+        logger.warning(
+            "Could not wake the outbound drain (%s: %s); the stale sweep will.",
+            type(exc).__name__,
+            exc,
+        )
+        if flag is not None:
+            drain_flag_clear()  # let the next sender try the broker again
+
+
+def drain_flag_clear():
+    """Called by a drain before it claims: whoever commits a message next wakes another."""
+    flag = _drain_flag()
+    if flag is None:
+        return
+    redis, key = flag
+    try:
+        redis.delete(key)
+    except Exception as exc:  # the flag expires by itself
+        logger.warning("Shared Redis unavailable for the drain flag (%s)", exc)
+
+
+def _drain_flag():
+    from django.db import connections, router
+
+    from . import shared
+    from .models import Message
+
+    redis = shared.client()
+    if redis is None:
+        return None
+    # One flag per site database: two sites sharing a Redis wake their own drains.
+    database = connections[router.db_for_write(Message)].settings_dict.get("NAME")
+    return redis, f"rchat:drain-flag:{database}"
+
+
+def publish(task_name, *args, countdown=None):
+    """Enqueue task ``task_name`` with the positional arguments ``args``.
 
     Raises whatever the broker raises when it cannot take the task (after one more try
     on a fresh connection, in case the pooled one went stale when the broker restarted).
@@ -41,15 +105,15 @@ def publish(task_name, object_id, *, countdown=None):
     """
     app = current_app
     if app.conf.task_always_eager:
-        _task(app, task_name).apply_async((object_id,), countdown=countdown)
+        _task(app, task_name).apply_async(args, countdown=countdown)
         return
     try:
-        _send(app, task_name, object_id, countdown, fresh=False)
+        _send(app, task_name, args, countdown, fresh=False)
     except Exception:
-        _send(app, task_name, object_id, countdown, fresh=True)
+        _send(app, task_name, args, countdown, fresh=True)
 
 
-def _send(app, task_name, object_id, countdown, *, fresh):
+def _send(app, task_name, args, countdown, *, fresh):
     pool = _pool(app)
     with pool.acquire(block=True, timeout=CONNECT_TIMEOUT) as connection:
         if fresh:
@@ -58,7 +122,7 @@ def _send(app, task_name, object_id, countdown, *, fresh):
         try:
             app.send_task(
                 task_name,
-                args=(object_id,),
+                args=args,
                 countdown=countdown,
                 connection=connection,
                 retry=False,

@@ -442,7 +442,7 @@ def test_a_reply_from_the_change_page_is_queued_and_delivered_to_r_chat(
             "idempotency_key": message.dedup_key,
         },
     ).respond_with_json({"status": "SUCCESS", "message_id": "m-1"})
-    services.message_deliver(message_id=message.pk)
+    services.delivery_drain()
     message.refresh_from_db()
     assert message.status == "sent"
     httpserver.check_assertions()

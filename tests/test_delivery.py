@@ -1,7 +1,7 @@
-"""Outbound delivery policy: message_send and message_deliver against a real HTTP server.
+"""Outbound delivery policy: message_send and the batched drain against a real HTTP server.
 
-pytest-httpserver stands in for R-Chat. The tests run ``message_deliver`` themselves,
-one try at a time, instead of a worker (tests/test_worker_delivery.py has the worker).
+pytest-httpserver stands in for R-Chat. The tests run ``delivery_drain`` themselves,
+one batch at a time, instead of a worker (tests/test_worker_delivery.py has the worker).
 Wake-ups go to kombu's in-memory broker, where the tests read what was enqueued.
 """
 
@@ -14,9 +14,9 @@ from django.utils import timezone
 
 from rchat import services, signals
 from rchat.exceptions import InvalidMessage
-from rchat.models import Credential, DeliveryAttempt, Message
-from rchat.services import Delivery
-from rchat.tasks import deliver_message
+from rchat.models import Credential, Message
+from rchat.services.delivery import retry_delay
+from rchat.tasks import drain_outbound
 from tests.factories import ChatRoomFactory, CredentialFactory, UserFactory
 
 SEND_PATH = "/api/v1/external/send-message"
@@ -28,13 +28,13 @@ pytestmark = pytest.mark.django_db
 def use_broker(monkeypatch, url):
     # Celery reads the CELERY_BROKER_URL environment variable before its settings.
     monkeypatch.setenv("CELERY_BROKER_URL", url)
-    monkeypatch.setattr(deliver_message.app.conf, "broker_url", url)
+    monkeypatch.setattr(drain_outbound.app.conf, "broker_url", url)
 
 
 @pytest.fixture(autouse=True)
 def memory_broker(monkeypatch):
     """Wake-ups go to kombu's in-memory transport; returns a reader of what was enqueued."""
-    app = deliver_message.app
+    app = drain_outbound.app
     use_broker(monkeypatch, "memory://")
 
     def drain():
@@ -47,7 +47,7 @@ def memory_broker(monkeypatch):
                 except queue.Empty:
                     break
                 args = item.decode()[0]
-                found.append((item.headers["task"], args[0], item.headers.get("eta")))
+                found.append((item.headers["task"], args, item.headers.get("eta")))
                 item.ack()
             queue.close()
         return found
@@ -58,14 +58,11 @@ def memory_broker(monkeypatch):
 
 @pytest.fixture
 def woken(memory_broker):
-    """The ids of the messages woken since the last call."""
+    """How many drains were woken since the last call: (now, later) counts."""
 
     def read():
-        return [
-            message_id
-            for task, message_id, _eta in memory_broker()
-            if task.endswith("deliver_message")
-        ]
+        found = [eta for task, _args, eta in memory_broker() if task.endswith("drain_outbound")]
+        return sum(eta is None for eta in found), sum(eta is not None for eta in found)
 
     return read
 
@@ -116,24 +113,50 @@ def send(room, text, **kwargs):
     return services.message_send(room=room, type="text", data=text, **kwargs)
 
 
-def deliver(message, capture):
-    """One try, with its after-commit work (signals, wake-ups) run."""
+def drain(capture, *messages):
+    """One batch, with its after-commit work (signals, wake-ups) run; ``messages`` are
+    refreshed. Returns the DrainResult."""
     with capture(execute=True):
-        outcome = services.message_deliver(message_id=message.pk)
-    message.refresh_from_db()
-    return outcome
+        result = services.delivery_drain()
+    for message in messages:
+        message.refresh_from_db()
+    return result
+
+
+def outcome(message):
+    """The outcome of ``message``'s last try ("" for none)."""
+    last = message.attempt_log.order_by("-id").first()
+    return last.outcome if last else ""
+
+
+def deliver(message, capture):
+    """A drain, then the outcome of ``message``'s last try if it was tried in it."""
+    before = message.attempt_log.count()
+    drain(capture, message)
+    return outcome(message) if message.attempt_log.count() > before else "not-tried"
+
+
+def due_now(*messages):
+    """Skip the back-off: make the messages and their rooms due at once."""
+    now = timezone.now()
+    Message.objects.filter(pk__in=[m.pk for m in messages]).update(next_attempt_at=now)
+    from rchat.models import ChatRoom
+
+    ChatRoom.objects.filter(pk__in=[m.room_id for m in messages], send_after__isnull=False).update(
+        send_after=now
+    )
 
 
 # --- message_send ---------------------------------------------------------------------
 
 
-def test_send_queues_the_message_updates_the_room_and_wakes_a_worker_on_commit(
+def test_send_queues_the_message_updates_the_room_and_wakes_a_drain_on_commit(
     room, woken, django_capture_on_commit_callbacks
 ):
     author = UserFactory()
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         message = send(room, "  Hello, how can we help?  ", author=author)
-        assert woken() == [], "nothing is enqueued before the commit"
+        assert woken() == (0, 0), "nothing is enqueued before the commit"
     for callback in callbacks:
         callback()
     message.refresh_from_db()
@@ -143,8 +166,8 @@ def test_send_queues_the_message_updates_the_room_and_wakes_a_worker_on_commit(
     assert message.text == "Hello, how can we help?"
     assert message.author == author
     assert room.last_message_preview == "Hello, how can we help?"
-    assert room.last_message_at == message.next_attempt_at
-    assert woken() == [message.pk]
+    assert room.last_message_at == message.next_attempt_at == room.send_after
+    assert woken() == (1, 0)
 
 
 def test_send_refuses_a_closed_room_and_stores_nothing(room):
@@ -163,9 +186,9 @@ def test_send_refuses_invalid_data_and_stores_nothing(room):
 
 
 def test_broker_down_does_not_reach_the_sender_and_the_sweep_delivers_later(
-    room, httpserver, monkeypatch, woken, django_capture_on_commit_callbacks
+    room, httpserver, monkeypatch, woken, rchat_settings, django_capture_on_commit_callbacks
 ):
-    """With no broker the sender gets no error; the message is delivered after the sweep."""
+    """With no broker the sender gets no error; the sweep wakes a drain for the message."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         dead_port = probe.getsockname()[1]
@@ -174,14 +197,66 @@ def test_broker_down_does_not_reach_the_sender_and_the_sweep_delivers_later(
         message = send(room, "sent while the broker is down")
     message.refresh_from_db()
     assert message.status == "queued"
-    assert message.next_attempt_at is None, "marked for the sweep"
 
     use_broker(monkeypatch, "memory://")
+    assert services.message_requeue_stale() == 0, "not overdue yet"
+    from rchat.models import ChatRoom
+
+    stale = rchat_settings.RCHAT.get("STALE_AFTER_SECONDS", 120) + 1
+    ChatRoom.objects.filter(pk=room.pk).update(send_after=timezone.now() - timedelta(seconds=stale))
     assert services.message_requeue_stale() == 1
-    assert woken() == [message.pk]
+    assert woken() == (1, 0)
     httpserver.expect_request(SEND_PATH, method="POST").respond_with_json({"id": "r-1"})
-    assert services.message_deliver(message_id=message.pk) == Delivery.SENT
+    assert deliver(message, django_capture_on_commit_callbacks) == "sent"
     assert texts_sent(httpserver) == ["sent while the broker is down"]
+
+
+# --- Batches --------------------------------------------------------------------------
+
+
+def test_a_batch_takes_one_message_per_room_oldest_first(
+    room, httpserver, django_capture_on_commit_callbacks
+):
+    httpserver.expect_request(SEND_PATH, method="POST").respond_with_json({})
+    rooms = [room, *(ChatRoomFactory(credential=room.credential) for _ in range(3))]
+    for n in range(3):
+        for each in rooms:
+            send(each, f"{each.chat_id} #{n}")
+
+    batches = [drain(django_capture_on_commit_callbacks) for _ in range(3)]
+
+    assert [(b.claimed, b.sent) for b in batches] == [(4, 4)] * 3
+    for each in rooms:
+        sent = [text for text in texts_sent(httpserver) if text.startswith(f"{each.chat_id} #")]
+        assert sent == [f"{each.chat_id} #{n}" for n in range(3)]
+    assert not Message.objects.filter(status__in=["queued", "sending"]).exists()
+    assert drain(django_capture_on_commit_callbacks).claimed == 0
+
+
+@pytest.mark.postgres
+def test_a_drain_runs_the_same_number_of_queries_for_one_room_or_thirty(
+    room, httpserver, django_assert_max_num_queries, django_capture_on_commit_callbacks
+):
+    """The claim and the record are per batch, whatever the batch holds and whatever the
+    rooms' history (here, 300 older messages in the first room)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    httpserver.expect_request(SEND_PATH, method="POST").respond_with_json({})
+    for n in range(300):
+        send(room, f"old {n}")
+    Message.objects.filter(room=room).update(status="sent")
+    counts = []
+    for rooms in (1, 30):
+        for each in [
+            room,
+            *(ChatRoomFactory(credential=room.credential) for _ in range(rooms - 1)),
+        ]:
+            send(each, "hello")
+        with CaptureQueriesContext(connection) as queries:
+            assert drain(django_capture_on_commit_callbacks).sent == rooms
+        counts.append(len(queries))
+    assert counts[0] == counts[1], counts
 
 
 # --- Retry policy ---------------------------------------------------------------------
@@ -202,22 +277,6 @@ def test_idempotency_keys_differ_per_message_and_the_body_field_can_be_left_out(
     assert all("idempotency_key" not in body for body in sent_bodies(httpserver))
 
 
-def test_a_message_queued_without_a_key_gets_one_for_all_its_tries(
-    room, httpserver, django_capture_on_commit_callbacks
-):
-    """Messages queued by rchat 0.1 had no key: the first claim gives one, kept after."""
-    httpserver.expect_ordered_request(SEND_PATH, method="POST").respond_with_data("", status=503)
-    httpserver.expect_ordered_request(SEND_PATH, method="POST").respond_with_json({})
-    message = send(room, "from before the upgrade")
-    Message.objects.filter(pk=message.pk).update(dedup_key="")
-
-    outcomes = [deliver(message, django_capture_on_commit_callbacks) for _ in range(2)]
-
-    assert outcomes == ["retry", "sent"]
-    keys = {request.headers["Idempotency-Key"] for request, _ in httpserver.log}
-    assert keys == {message.dedup_key} and message.dedup_key.startswith("rchat-")
-
-
 def test_503_twice_then_200_is_sent_once_after_three_attempts(
     room, httpserver, received, django_capture_on_commit_callbacks
 ):
@@ -230,7 +289,10 @@ def test_503_twice_then_200_is_sent_once_after_three_attempts(
     )
     message = send(room, "hello")
 
-    outcomes = [deliver(message, django_capture_on_commit_callbacks) for _ in range(3)]
+    outcomes = []
+    for _ in range(3):
+        outcomes.append(deliver(message, django_capture_on_commit_callbacks))
+        due_now(message)
 
     assert outcomes == ["retry", "retry", "sent"]
     assert (message.status, message.attempts, message.external_id) == ("sent", 3, "rc-981")
@@ -253,39 +315,36 @@ def test_503_twice_then_200_is_sent_once_after_three_attempts(
     assert {body["idempotency_key"] for body in sent_bodies(httpserver)} == {key}
     assert received == [("sent", message.pk, None)]
     # A late or repeated wake-up sends nothing twice.
-    assert deliver(message, django_capture_on_commit_callbacks) == Delivery.SKIPPED
+    assert deliver(message, django_capture_on_commit_callbacks) == "not-tried"
     assert len(httpserver.log) == 3
 
 
-def test_a_retry_waits_for_its_back_off_and_an_early_wake_up_sends_nothing(
-    room, httpserver, rchat_settings, memory_broker, django_capture_on_commit_callbacks
+def test_a_retry_waits_for_its_back_off_and_an_early_drain_sends_nothing(
+    room, httpserver, rchat_settings, woken, django_capture_on_commit_callbacks
 ):
     rchat_settings.RCHAT = {**rchat_settings.RCHAT, "RETRY_BASE_DELAY": 30.0}
     httpserver.expect_request(SEND_PATH, method="POST").respond_with_data("down", status=502)
     message = send(room, "hello")
+    woken()
     before = timezone.now()
 
-    assert deliver(message, django_capture_on_commit_callbacks) == Delivery.RETRY
+    assert deliver(message, django_capture_on_commit_callbacks) == "retry"
     after = timezone.now()
     # The first back-off step is RETRY_BASE_DELAY: half of it sure, half at random.
     assert before + timedelta(seconds=15) <= message.next_attempt_at
     assert message.next_attempt_at <= after + timedelta(seconds=30)
-    enqueued = memory_broker()
-    assert [(task, message_id) for task, message_id, _eta in enqueued] == [
-        ("rchat.tasks.deliver_message", message.pk)
-    ]
-    assert enqueued[0][2] is not None, "the retry wake-up carries an ETA"
-    assert deliver(message, django_capture_on_commit_callbacks) == Delivery.NOT_DUE
+    message.room.refresh_from_db()
+    assert message.room.send_after == message.next_attempt_at
+    assert woken() == (0, 1), "one drain is woken for when the back-off ends"
+    assert deliver(message, django_capture_on_commit_callbacks) == "not-tried"
     assert len(httpserver.log) == 1
 
 
 def test_back_off_doubles_each_try_and_never_falls_below_half_its_step(settings):
     """Equal jitter: try n waits between step/2 and step, step = base * 2^(n-1), capped."""
-    from rchat.services.outbound import _retry_delay
-
     settings.RCHAT = {**settings.RCHAT, "RETRY_BASE_DELAY": 2.0, "RETRY_MAX_DELAY": 40.0}
     for attempts, step in [(1, 2), (2, 4), (3, 8), (4, 16), (5, 32), (6, 40), (9, 40)]:
-        delays = [_retry_delay(attempts, None) for _ in range(200)]
+        delays = [retry_delay(attempts, None) for _ in range(200)]
         assert step / 2 <= min(delays) and max(delays) <= step, attempts
 
 
@@ -295,23 +354,41 @@ def test_a_message_fails_after_the_last_attempt_with_the_reason(
     rchat_settings.RCHAT = {**rchat_settings.RCHAT, "DELIVERY_MAX_ATTEMPTS": 2}
     httpserver.expect_request(SEND_PATH, method="POST").respond_with_data("maintenance", status=503)
     message = send(room, "hello")
-    assert deliver(message, django_capture_on_commit_callbacks) == Delivery.RETRY
-    assert deliver(message, django_capture_on_commit_callbacks) == Delivery.FAILED
+    assert deliver(message, django_capture_on_commit_callbacks) == "retry"
+    due_now(message)
+    assert deliver(message, django_capture_on_commit_callbacks) == "failed"
     assert (message.status, message.attempts) == ("failed", 2)
     assert "503" in message.last_error and "maintenance" in message.last_error
     assert received == [("failed", message.pk, message.last_error)]
 
 
-def test_429_waits_for_retry_after(room, httpserver, django_capture_on_commit_callbacks):
+def test_429_waits_for_retry_after_and_slows_the_whole_credential(
+    room, httpserver, django_capture_on_commit_callbacks
+):
+    """R-Chat's 429 holds every room of the credential, not only the message it refused;
+    the others go back to the queue untried, their attempts not counted."""
     httpserver.expect_request(SEND_PATH, method="POST").respond_with_data(
         "slow down", status=429, headers={"Retry-After": "45"}
     )
     message = send(room, "hello")
+    others = [send(ChatRoomFactory(credential=room.credential), f"other {n}") for n in range(3)]
     before = timezone.now()
-    assert deliver(message, django_capture_on_commit_callbacks) == Delivery.RETRY
+
+    result = drain(django_capture_on_commit_callbacks, message, *others)
+
+    assert (result.retry, result.waiting) == (1, 3)
     wait = (message.next_attempt_at - before).total_seconds()
     assert 44 <= wait <= 46
     assert message.attempt_log.get().http_status == 429
+    assert len(httpserver.log) == 1
+    for other in others:
+        other.room.refresh_from_db()
+        assert (other.status, other.attempts, other.attempt_log.count()) == ("queued", 0, 0)
+        assert (other.room.send_after - before).total_seconds() >= 44
+    # Made due again before the hold ends, they still wait for it.
+    due_now(*others)
+    assert drain(django_capture_on_commit_callbacks).waiting == 3
+    assert len(httpserver.log) == 1
 
 
 def test_429_retry_after_is_capped_by_retry_max_delay(
@@ -334,12 +411,12 @@ def test_400_fails_at_once_keeping_rchats_answer(
         {"error": "chat_id not found"}, status=400
     )
     message = send(room, "hello")
-    assert deliver(message, django_capture_on_commit_callbacks) == Delivery.FAILED
+    assert deliver(message, django_capture_on_commit_callbacks) == "failed"
     assert (message.status, message.attempts) == ("failed", 1)
     assert "chat_id not found" in message.last_error
     assert message.attempt_log.get().outcome == "failed"
     assert received == [("failed", message.pk, message.last_error)]
-    assert deliver(message, django_capture_on_commit_callbacks) == Delivery.SKIPPED
+    assert deliver(message, django_capture_on_commit_callbacks) == "not-tried"
     assert len(httpserver.log) == 1
 
 
@@ -357,7 +434,7 @@ def test_no_token_is_kept_whole_in_errors(room, httpserver, django_capture_on_co
 
 
 def test_401_flags_the_credential_holds_messages_and_sends_them_after_register(
-    room, httpserver, woken, received, django_capture_on_commit_callbacks
+    room, httpserver, woken, received, rchat_settings, django_capture_on_commit_callbacks
 ):
     credential = room.credential
     httpserver.expect_ordered_request(SEND_PATH, method="POST").respond_with_data(
@@ -365,44 +442,50 @@ def test_401_flags_the_credential_holds_messages_and_sends_them_after_register(
     )
     first = send(room, "first")
     second = send(room, "second")
+    elsewhere = send(ChatRoomFactory(credential=credential), "elsewhere")
 
-    assert deliver(first, django_capture_on_commit_callbacks) == Delivery.HELD
+    result = drain(django_capture_on_commit_callbacks, first, second, elsewhere)
+    assert (result.held, result.waiting) == (1, 1), "the other room is not tried"
     credential.refresh_from_db()
     assert credential.status == Credential.Status.INVALID
     assert (first.status, first.attempt_log.get().outcome) == ("queued", "held")
+    assert (elsewhere.status, elsewhere.attempts) == ("queued", 0)
 
     # While the token is refused nothing more reaches R-Chat: not on a wake-up, not
     # from the sweep, however long the messages wait.
-    assert deliver(second, django_capture_on_commit_callbacks) == Delivery.HELD
+    assert drain(django_capture_on_commit_callbacks).claimed == 0
+    from rchat.models import ChatRoom
+
+    ChatRoom.objects.update(send_after=timezone.now() - timedelta(hours=1))
     Message.objects.update(next_attempt_at=timezone.now() - timedelta(hours=1))
     assert services.message_requeue_stale() == 0
     assert len(httpserver.log) == 1
-    second.refresh_from_db()
-    assert credential.name in second.last_error
     woken()
 
     httpserver.expect_ordered_request(REGISTER_PATH, method="POST").respond_with_json(
         {"signature_token": "sig_new_signature_token_value"}
     )
-    httpserver.expect_ordered_request(SEND_PATH, method="POST").respond_with_json({})
-    httpserver.expect_ordered_request(SEND_PATH, method="POST").respond_with_json({})
+    for _ in range(3):
+        httpserver.expect_ordered_request(SEND_PATH, method="POST").respond_with_json({})
     with django_capture_on_commit_callbacks(execute=True):
         services.credential_register(credential=credential)
-    assert woken() == [first.pk], "the oldest held message of the room goes first"
+    assert woken() == (1, 0)
 
-    assert deliver(first, django_capture_on_commit_callbacks) == Delivery.SENT
-    assert woken() == [second.pk], "and wakes the next one"
-    assert deliver(second, django_capture_on_commit_callbacks) == Delivery.SENT
-    assert texts_sent(httpserver) == ["first", "first", "second"]
-    assert [kind for kind, _id, _error in received] == ["sent", "sent"]
+    assert drain(django_capture_on_commit_callbacks).sent == 2
+    assert drain(django_capture_on_commit_callbacks).sent == 1
+    sent = texts_sent(httpserver)
+    assert sent[0] == "first" and sorted(sent[1:3]) == ["elsewhere", "first"]
+    assert sent[3] == "second"
+    assert [kind for kind, _id, _error in received] == ["sent"] * 3
 
 
 # --- Order ----------------------------------------------------------------------------
 
 
 def test_order_is_kept_while_the_first_message_is_retried(
-    room, httpserver, woken, django_capture_on_commit_callbacks
+    room, httpserver, rchat_settings, django_capture_on_commit_callbacks
 ):
+    rchat_settings.RCHAT = {**rchat_settings.RCHAT, "RETRY_BASE_DELAY": 30.0}
     httpserver.expect_ordered_request(SEND_PATH, method="POST").respond_with_data("", status=503)
     for _ in range(3):
         httpserver.expect_ordered_request(SEND_PATH, method="POST").respond_with_json({})
@@ -410,29 +493,37 @@ def test_order_is_kept_while_the_first_message_is_retried(
     other_room = ChatRoomFactory(credential=room.credential, chat_id="chat-other")
     elsewhere = send(other_room, "elsewhere")
 
-    assert deliver(first, django_capture_on_commit_callbacks) == Delivery.RETRY
-    assert deliver(second, django_capture_on_commit_callbacks) == Delivery.DEFERRED
-    assert second.status == "queued" and second.attempts == 0
-    # Another room does not wait for this one.
-    assert deliver(elsewhere, django_capture_on_commit_callbacks) == Delivery.SENT
-    woken()
+    result = drain(django_capture_on_commit_callbacks, first, second, elsewhere)
+    assert (result.retry, result.sent) == (1, 1), "another room does not wait for this one"
+    assert (second.status, second.attempts) == ("queued", 0)
+    assert elsewhere.status == "sent"
+    assert drain(django_capture_on_commit_callbacks).claimed == 0, "second waits for first"
 
-    assert deliver(first, django_capture_on_commit_callbacks) == Delivery.SENT
-    assert woken() == [second.pk]
-    assert deliver(second, django_capture_on_commit_callbacks) == Delivery.SENT
+    due_now(first)
+    assert drain(django_capture_on_commit_callbacks, first).sent == 1
+    assert drain(django_capture_on_commit_callbacks, second).sent == 1
     assert texts_sent(httpserver) == ["first", "elsewhere", "first", "second"]
 
 
 def test_a_message_that_failed_for_good_no_longer_blocks_its_room(
-    room, httpserver, woken, django_capture_on_commit_callbacks
+    room, httpserver, django_capture_on_commit_callbacks
 ):
     httpserver.expect_ordered_request(SEND_PATH, method="POST").respond_with_data("", status=400)
     httpserver.expect_ordered_request(SEND_PATH, method="POST").respond_with_json({})
     first, second = send(room, "first"), send(room, "second")
-    assert deliver(second, django_capture_on_commit_callbacks) == Delivery.DEFERRED
-    assert deliver(first, django_capture_on_commit_callbacks) == Delivery.FAILED
-    assert woken() == [second.pk]
-    assert deliver(second, django_capture_on_commit_callbacks) == Delivery.SENT
+    assert deliver(first, django_capture_on_commit_callbacks) == "failed"
+    assert deliver(second, django_capture_on_commit_callbacks) == "sent"
+
+
+def test_a_room_left_without_pending_messages_leaves_the_queue(
+    room, django_capture_on_commit_callbacks
+):
+    """A queued message removed by other means (cancelled) does not keep its room due."""
+    message = send(room, "hello")
+    Message.objects.filter(pk=message.pk).update(status="cancelled")
+    assert drain(django_capture_on_commit_callbacks).claimed == 0
+    room.refresh_from_db()
+    assert room.send_after is None
 
 
 # --- Sending again, and the sweep -----------------------------------------------------
@@ -449,8 +540,8 @@ def test_retry_sends_a_failed_message_again_with_fresh_attempts(
     with django_capture_on_commit_callbacks(execute=True):
         services.message_retry(message=message)
     assert (message.status, message.attempts, message.last_error) == ("queued", 0, "")
-    assert woken() == [message.pk]
-    assert deliver(message, django_capture_on_commit_callbacks) == Delivery.SENT
+    assert woken() == (1, 0)
+    assert deliver(message, django_capture_on_commit_callbacks) == "sent"
     assert message.attempt_log.count() == 2, "the failed try stays in the log"
 
 
@@ -460,32 +551,35 @@ def test_retry_refuses_a_message_that_has_not_failed(room):
         services.message_retry(message=message)
 
 
-def test_sweep_wakes_lost_and_abandoned_messages_only(room, woken, rchat_settings):
+def test_sweep_takes_back_abandoned_sends_and_wakes_overdue_rooms_only(
+    room, woken, rchat_settings, httpserver, django_capture_on_commit_callbacks
+):
+    from rchat.models import ChatRoom
+
     rchat_settings.RCHAT = {**rchat_settings.RCHAT, "STALE_AFTER_SECONDS": 60}
     long_ago = timezone.now() - timedelta(minutes=10)
-    never_woken = send(room, "never woken")
-    Message.objects.filter(pk=never_woken.pk).update(next_attempt_at=None)
-    behind = send(room, "waits behind the first")
-    Message.objects.filter(pk=behind.pk).update(next_attempt_at=long_ago)
-
-    other = ChatRoomFactory(credential=room.credential)
-    fresh = send(other, "just queued")
-    third = ChatRoomFactory(credential=room.credential)
-    lost = send(third, "wake-up lost")
-    Message.objects.filter(pk=lost.pk).update(next_attempt_at=long_ago)
-    fourth = ChatRoomFactory(credential=room.credential)
-    abandoned = send(fourth, "worker died")
+    send(room, "its drain was lost")
+    ChatRoom.objects.filter(pk=room.pk).update(send_after=long_ago)
+    fresh = send(ChatRoomFactory(credential=room.credential), "just queued")
+    out_of_queue = send(ChatRoomFactory(credential=room.credential), "room left the queue")
+    Message.objects.filter(pk=out_of_queue.pk).update(next_attempt_at=long_ago)
+    ChatRoom.objects.filter(pk=out_of_queue.room_id).update(send_after=None)
+    abandoned = send(ChatRoomFactory(credential=room.credential), "worker died")
     Message.objects.filter(pk=abandoned.pk).update(
         status="sending", attempts=1, updated_at=long_ago
     )
+    ChatRoom.objects.filter(pk=abandoned.room_id).update(send_after=None)
+    woken()
 
+    # abandoned and out_of_queue put back in the queue; the overdue room counted.
     assert services.message_requeue_stale() == 3
-    assert sorted(woken()) == sorted([never_woken.pk, lost.pk, abandoned.pk])
+    assert woken() == (1, 0)
     abandoned.refresh_from_db()
     assert abandoned.status == "queued"
     assert abandoned.attempt_log.get().error_type == "WorkerLost"
     fresh.refresh_from_db()
     assert fresh.status == "queued"
-    # Woken once per STALE_AFTER_SECONDS, not on every run.
+    httpserver.expect_request(SEND_PATH, method="POST").respond_with_json({})
+    assert drain(django_capture_on_commit_callbacks).sent == 4
     assert services.message_requeue_stale() == 0
-    assert DeliveryAttempt.objects.count() == 1
+    assert woken() == (0, 0)

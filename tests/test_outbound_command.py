@@ -6,7 +6,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from rchat.models import ChatRoom, Message
-from rchat.tasks import deliver_message
+from rchat.tasks import drain_outbound
 from tests.factories import ChatRoomFactory, CredentialFactory
 
 SEND_PATH = "/api/v1/external/send-message"
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 def memory_broker(monkeypatch):
     # Celery reads the CELERY_BROKER_URL environment variable before its settings.
     monkeypatch.setenv("CELERY_BROKER_URL", "memory://")
-    monkeypatch.setattr(deliver_message.app.conf, "broker_url", "memory://")
+    monkeypatch.setattr(drain_outbound.app.conf, "broker_url", "memory://")
 
 
 def run(*args):

@@ -3,7 +3,8 @@
 Admin, views, the API, tasks and management commands parse their input, call one of
 these functions and answer; they do not write rows themselves. Functions are named
 ``<thing>_<action>`` and take keyword arguments only. One module per part:
-``credentials``, ``rooms``, ``outbound`` (sending), ``inbound`` (webhooks) and ``staff``
+``credentials``, ``rooms``, ``outbound`` (queueing), ``delivery`` (sending),
+``inbound`` (webhooks) and ``staff``
 (the operators' and agents' groups); every public function is importable from
 ``rchat.services`` itself.
 """
@@ -26,19 +27,13 @@ from .inbound import (
     webhook_receive,
     webhook_refuse,
 )
-from .outbound import (
-    Delivery,
-    message_deliver,
-    message_release_held,
-    message_requeue_stale,
-    message_retry,
-    message_send,
-)
+from .delivery import DrainResult, delivery_drain, rooms_mark_ready
+from .outbound import message_requeue_stale, message_retry, message_send
 from .rooms import room_assign, room_close, room_get_or_create, room_mark_read, room_reopen
 from .staff import staff_groups_sync, staff_member_add
 
 __all__ = [
-    "Delivery",
+    "DrainResult",
     "InboundResult",
     "Reprocessed",
     "credential_check",
@@ -48,9 +43,8 @@ __all__ = [
     "credential_register",
     "credential_save",
     "credential_test_connection",
-    "message_deliver",
+    "delivery_drain",
     "message_hook_run",
-    "message_release_held",
     "message_requeue_stale",
     "message_retry",
     "message_send",
@@ -58,6 +52,7 @@ __all__ = [
     "room_close",
     "room_get_or_create",
     "room_mark_read",
+    "rooms_mark_ready",
     "room_reopen",
     "staff_groups_sync",
     "staff_member_add",

@@ -8,7 +8,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext
 
-from .. import crypto, payloads
+from .. import broker, crypto, payloads
 from ..client import RChatClient
 from ..conf import get_setting
 from ..exceptions import (
@@ -17,8 +17,7 @@ from ..exceptions import (
     RChatConfigurationError,
     RChatRejectedError,
 )
-from ..models import Credential
-from . import outbound
+from ..models import ChatRoom, Credential
 
 logger = logging.getLogger(__name__)
 
@@ -157,8 +156,21 @@ def credential_register(*, credential, rotate=False, token=None, base_url=None):
         "Registered credential %s; signature token %s", fresh.name, fresh.masked_signature_token
     )
     _refresh(credential, fresh)
-    outbound.message_release_held(credential=credential)
+    _credential_release_held(credential)
     return credential
+
+
+def _credential_release_held(credential):
+    """Wake a drain for the messages that waited for ``credential`` to be registered.
+
+    Their rooms stayed due; the delivery claim skipped them while it was invalid.
+    """
+    rooms = ChatRoom.objects.filter(credential=credential, send_after__isnull=False).count()
+    if rooms:
+        transaction.on_commit(broker.drain_wake, robust=True)
+        logger.info(
+            "Credential %s is active again: %d room(s) resume sending.", credential.name, rooms
+        )
 
 
 def credential_mark_invalid(*, credential, error):
