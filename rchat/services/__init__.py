@@ -18,6 +18,7 @@ from .credentials import (
     credential_save,
     credential_test_connection,
 )
+from .delivery import DrainResult, delivery_drain, rooms_mark_ready
 from .inbound import (
     InboundResult,
     Reprocessed,
@@ -27,7 +28,6 @@ from .inbound import (
     webhook_receive,
     webhook_refuse,
 )
-from .delivery import DrainResult, delivery_drain, rooms_mark_ready
 from .outbound import message_requeue_stale, message_retry, message_send
 from .rooms import room_assign, room_close, room_get_or_create, room_mark_read, room_reopen
 from .staff import staff_groups_sync, staff_member_add
@@ -52,8 +52,8 @@ __all__ = [
     "room_close",
     "room_get_or_create",
     "room_mark_read",
-    "rooms_mark_ready",
     "room_reopen",
+    "rooms_mark_ready",
     "staff_groups_sync",
     "staff_member_add",
     "webhook_event_reprocess",

@@ -467,6 +467,8 @@ def _send_one(item, credential):
         item.next_at = now + timedelta(seconds=delay)
         if isinstance(error, RChatRateLimitedError):
             # R-Chat asked this credential, not this message, to slow down.
+            from .. import ratelimit
+
             ratelimit.hold(credential.pk, delay)
     else:
         item.outcome = DeliveryAttempt.Outcome.FAILED
