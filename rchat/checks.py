@@ -8,6 +8,7 @@ from django.core.checks import Error, Tags, Warning, register
 from django.shortcuts import resolve_url
 from django.urls import NoReverseMatch, Resolver404, resolve
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext
 
 from .conf import DEFAULTS, get_setting, unknown_settings
 from .exceptions import RChatConfigurationError
@@ -48,6 +49,7 @@ def check_settings(app_configs=None, **kwargs):
     errors.extend(_check_hook())
     errors.extend(_check_encryption_keys())
     errors.extend(_check_broker())
+    errors.extend(_check_send_rate())
     return errors
 
 
@@ -153,6 +155,33 @@ def _check_broker():
                 )
             )
     return problems
+
+
+def _check_send_rate():
+    # The send budget is shared only through Redis (rchat.ratelimit); without one each
+    # process keeps its own. Whether that Redis answers is not asked here: a check must
+    # not wait on the network, and a Redis that fails at run time is logged then.
+    from . import shared
+
+    rate = get_setting("SEND_RATE")
+    if rate is None or shared.url():
+        return []
+    return [
+        Warning(
+            gettext(
+                'RCHAT["SEND_RATE"] limits sends to R-Chat to %(rate)s per second per '
+                "credential, but there is no shared Redis: each process keeps its own "
+                "budget, so the site may send up to that rate times the number of worker "
+                "processes."
+            )
+            % {"rate": rate},
+            hint=gettext(
+                'Set RCHAT["REDIS_URL"] to a redis:// URL every worker reaches, or use Redis '
+                "as Celery's broker."
+            ),
+            id="rchat.W005",
+        )
+    ]
 
 
 #: Cache backends whose counts live in one process (or nowhere).

@@ -388,3 +388,39 @@ def test_w004_follows_the_cache_named_in_throttle_cache(settings, rchat):
     rchat(THROTTLE_CACHE="nope")
     (error,) = check_throttle_cache()
     assert error.id == "rchat.E008" and "'nope'" in error.msg
+
+
+# --- W005: send rate limits without a shared Redis ------------------------------------
+
+
+def test_w005_warns_when_a_send_rate_is_set_without_a_shared_redis(quiet, rchat, broker):
+    """Each process then keeps its own budget: the warning says so and names REDIS_URL."""
+    broker("filesystem://")
+    rchat(SEND_RATE=5, REDIS_URL="")
+
+    warning = only(check_settings(), "rchat.W005")
+
+    assert 'RCHAT["SEND_RATE"]' in warning.msg and "5" in warning.msg
+    assert "number of worker processes" in warning.msg
+    assert 'RCHAT["REDIS_URL"]' in warning.hint
+
+
+@pytest.mark.parametrize(
+    ("broker_url", "redis_url"),
+    [
+        ("redis://127.0.0.1:6379/1", ""),  # Celery's broker is the shared Redis
+        ("amqp://guest@127.0.0.1//", "redis://127.0.0.1:6379/2"),  # a Redis of its own
+    ],
+)
+def test_w005_is_quiet_with_a_shared_redis(quiet, rchat, broker, broker_url, redis_url):
+    broker(broker_url)
+    rchat(SEND_RATE=5, REDIS_URL=redis_url)
+
+    assert "rchat.W005" not in ids(check_settings())
+
+
+def test_w005_is_quiet_without_a_send_rate(quiet, rchat, broker):
+    broker("filesystem://")
+    rchat(SEND_RATE=None, REDIS_URL="")
+
+    assert "rchat.W005" not in ids(check_settings())
