@@ -1,9 +1,10 @@
-"""Django admin for operators: credentials, chat rooms, messages, webhook events."""
+"""Django admin for operators: credentials, chat rooms, messages, webhook events, broadcasts."""
 
 import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
@@ -20,7 +21,16 @@ from django.utils.translation import ngettext, ngettext_lazy
 
 from . import charts, crypto, payloads, selectors, services
 from .exceptions import InvalidMessage, RChatAPIError, RChatConfigurationError, RChatError
-from .models import ChatRoom, Credential, DeliveryAttempt, ErrorKind, Message, WebhookEvent
+from .models import (
+    Broadcast,
+    ChatRoom,
+    Credential,
+    DeliveryAttempt,
+    ErrorKind,
+    Message,
+    WebhookEvent,
+)
+from .services.broadcasts import SKIP_REASONS
 from .ui.messages import message_parts
 
 
@@ -388,6 +398,22 @@ class ReplyForm(forms.Form):
             self.add_error(field if field in self.fields else None, reason)
 
 
+class BroadcastForm(ReplyForm):
+    """The broadcast page's form: a reply's fields and a name for the broadcast."""
+
+    broadcast_name = forms.CharField(
+        label=_("Name"),
+        required=False,
+        max_length=Broadcast._meta.get_field("name").max_length,
+        help_text=_("Optional; shown in the list of broadcasts."),
+    )
+    ERROR_FIELDS = {**ReplyForm.ERROR_FIELDS, "name": "broadcast_name"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["text"].widget.attrs["placeholder"] = _("Write the message…")
+
+
 @admin.register(ChatRoom)
 class ChatRoomAdmin(RChatAdmin):
     """Conversations: a list to triage, and a change page to read and answer."""
@@ -429,7 +455,7 @@ class ChatRoomAdmin(RChatAdmin):
         "unread_count",
         "created_at",
     ]
-    actions = ["close_rooms", "reopen_rooms", "assign_to_me"]
+    actions = ["close_rooms", "reopen_rooms", "assign_to_me", "send_broadcast"]
     change_form_template = "admin/rchat/chatroom/change_form.html"
     change_list_template = "admin/rchat/chatroom/change_list.html"
 
@@ -497,6 +523,43 @@ class ChatRoomAdmin(RChatAdmin):
                 "count",
             ),
         )
+
+    @admin.action(
+        description=_("Send a broadcast to the selected chat rooms"), permissions=["reply"]
+    )
+    def send_broadcast(self, request, queryset):
+        """A page with the message to send; on submit, ``services.broadcast_create``."""
+        submitted = "_broadcast" in request.POST
+        form = BroadcastForm(request.POST if submitted else None, prefix="broadcast")
+        if submitted and form.is_valid():
+            try:
+                broadcast = services.broadcast_create(
+                    rooms=queryset,
+                    type=form.cleaned_data["type"],
+                    data=form.message_data(),
+                    author=request.user,
+                    name=form.cleaned_data["broadcast_name"],
+                )
+            except InvalidMessage as exc:
+                form.add_service_errors(exc.errors or {"": str(exc)})
+            else:
+                self.message_user(request, broadcast_summary(broadcast), messages.SUCCESS)
+                return HttpResponseRedirect(
+                    reverse("admin:rchat_broadcast_change", args=[broadcast.pk])
+                )
+        audience = selectors.broadcast_audience(rooms=queryset)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Send a broadcast"),
+            "opts": self.model._meta,
+            "form": form,
+            "audience": audience,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across", "0"),
+            "action": request.POST.get("action", "send_broadcast"),
+        }
+        return TemplateResponse(request, "rchat/admin/broadcast_form.html", context)
 
     def _for_each_room(self, request, rooms, change, done):
         rooms = list(rooms)
@@ -815,6 +878,191 @@ class WebhookEventAdmin(RChatAdmin):
     @admin.display(description=_("body"))
     def body_pretty(self, obj):
         return format_html('<pre class="rchat-pre">{}</pre>', obj.body_text)
+
+
+# --- Broadcasts ----------------------------------------------------------------------------
+
+
+def skipped_reasons_shown(skipped_reasons):
+    """``Broadcast.skipped_reasons`` in words: a list of (reason, count, some room ids)."""
+    return [
+        (SKIP_REASONS.get(reason, reason), entry.get("count", 0), entry.get("room_ids", []))
+        for reason, entry in (skipped_reasons or {}).items()
+    ]
+
+
+def broadcast_summary(broadcast):
+    """One sentence on a broadcast just queued: how many rooms got it, how many not and why."""
+    queued = broadcast.rooms_total - broadcast.skipped
+    text = ngettext(
+        "Broadcast #%(id)d queued to %(count)d chat room.",
+        "Broadcast #%(id)d queued to %(count)d chat rooms.",
+        queued,
+    ) % {"id": broadcast.pk, "count": queued}
+    if broadcast.skipped:
+        reasons = ", ".join(
+            f"{reason}: {count}"
+            for reason, count, _ids in skipped_reasons_shown(broadcast.skipped_reasons)
+        )
+        text += " " + _("Skipped: %(count)d (%(reasons)s).") % {
+            "count": broadcast.skipped,
+            "reasons": reasons,
+        }
+    return text
+
+
+@admin.register(Broadcast)
+class BroadcastAdmin(RChatAdmin):
+    """Broadcasts and how far each has got; what is not sent yet can be cancelled.
+
+    Sent from the chat room list (action "Send a broadcast …"), the API or
+    ``rchat_broadcast``; read-only here. Seeing them needs what seeing chat rooms needs,
+    cancelling what replying needs.
+    """
+
+    list_display = [
+        "__str__",
+        "status",
+        "progress_bar",
+        "progress_counts",
+        "rooms_total",
+        "author",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["status", "type", "created_at"]
+    search_fields = ["name", "text"]
+    date_hierarchy = "created_at"
+    fields = [
+        ("name", "status", "author"),
+        ("type", "text"),
+        "data_pretty",
+        ("rooms_total", "skipped"),
+        ("created_at", "finished_at"),
+    ]
+    readonly_fields = [
+        "name",
+        "status",
+        "author",
+        "type",
+        "text",
+        "data_pretty",
+        "rooms_total",
+        "skipped",
+        "created_at",
+        "finished_at",
+    ]
+    actions = ["cancel_broadcasts"]
+    change_form_template = "rchat/admin/broadcast_change_form.html"
+
+    def get_queryset(self, request):
+        return selectors.broadcast_list()
+
+    def has_view_permission(self, request, obj=None):
+        return super().has_view_permission(request, obj) or request.user.has_perm(
+            "rchat.view_chatroom"
+        )
+
+    def has_add_permission(self, request):
+        # Sent from the chat room list, the API or the command, never typed in here.
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_cancel_permission(self, request, obj=None):
+        return request.user.has_perm("rchat.reply_chatroom")
+
+    def get_urls(self):
+        cancel = path(
+            "<path:object_id>/cancel/",
+            self.admin_site.admin_view(self.cancel_view),
+            name="rchat_broadcast_cancel",
+        )
+        return [cancel, *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        # What nobody has looked at since its last message was answered turns done now.
+        services.broadcasts_settle()
+        return super().changelist_view(request, extra_context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        broadcast = self.get_object(request, unquote(object_id))
+        context = dict(extra_context or {})
+        if broadcast is not None and self.has_view_permission(request, broadcast):
+            services.broadcasts_settle(broadcasts=[broadcast.pk])
+            progress = selectors.broadcast_progress(broadcast)
+            context.update(
+                progress=progress,
+                skipped_shown=skipped_reasons_shown(broadcast.skipped_reasons),
+                messages_url=reverse("admin:rchat_message_changelist")
+                + f"?broadcast__id__exact={broadcast.pk}",
+                can_cancel=self.has_cancel_permission(request, broadcast)
+                and progress.status in (Broadcast.Status.QUEUEING, Broadcast.Status.SENDING),
+                cancel_url=reverse("admin:rchat_broadcast_cancel", args=[broadcast.pk]),
+            )
+        return super().change_view(request, object_id, form_url, context)
+
+    def cancel_view(self, request, object_id):
+        """The change page's "Cancel" button (POST only)."""
+        broadcast = self.get_object(request, unquote(object_id))
+        if broadcast is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if request.method != "POST" or not self.has_cancel_permission(request, broadcast):
+            raise PermissionDenied
+        self._cancel(request, broadcast)
+        return HttpResponseRedirect(reverse("admin:rchat_broadcast_change", args=[broadcast.pk]))
+
+    @admin.action(description=_("Cancel the selected broadcasts"), permissions=["cancel"])
+    def cancel_broadcasts(self, request, queryset):
+        for broadcast in queryset:
+            self._cancel(request, broadcast)
+
+    def _cancel(self, request, broadcast):
+        try:
+            cancelled = services.broadcast_cancel(broadcast=broadcast)
+        except InvalidMessage as exc:
+            self.message_user(request, f"{broadcast}: {exc}", messages.WARNING)
+            return
+        self.message_user(
+            request,
+            ngettext(
+                "%(name)s cancelled: %(count)d message will not be sent.",
+                "%(name)s cancelled: %(count)d messages will not be sent.",
+                cancelled,
+            )
+            % {"name": broadcast, "count": cancelled},
+            messages.SUCCESS,
+        )
+
+    @admin.display(description=_("progress"))
+    def progress_bar(self, obj):
+        progress = selectors.BroadcastProgress.of(obj)
+        # <progress> needs no style attribute: the page keeps a strict CSP.
+        return format_html(
+            '<progress value="{}" max="100" title="{}%">{}%</progress>',
+            progress.percent,
+            progress.percent,
+            progress.percent,
+        )
+
+    @admin.display(description=_("messages"))
+    def progress_counts(self, obj):
+        progress = selectors.BroadcastProgress.of(obj)
+        return _(
+            "sent %(sent)d · failed %(failed)d · waiting %(pending)d · cancelled %(cancelled)d "
+            "· skipped %(skipped)d"
+        ) % {
+            "sent": progress.sent,
+            "failed": progress.failed,
+            "pending": progress.pending,
+            "cancelled": progress.cancelled,
+            "skipped": progress.skipped,
+        }
+
+    @admin.display(description=_("data"))
+    def data_pretty(self, obj):
+        return _pretty_json(obj.data)
 
 
 admin.site.register(Message, MessageAdmin)

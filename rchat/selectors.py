@@ -5,14 +5,14 @@ import threading
 from datetime import datetime, time, timedelta
 from time import monotonic
 
-from django.db.models import Count, Exists, F, Max, OuterRef, Q
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from . import crypto
-from .models import ChatRoom, Credential, Message
+from .models import Broadcast, ChatRoom, Credential, Message
 
 # --- Inbox and API ----------------------------------------------------------------------
 # Each function here runs a fixed number of queries, whatever the number of rooms or
@@ -123,6 +123,158 @@ def room_thread_version(*, room, since_id):
     changed = shown["changed"].timestamp() if shown["changed"] else 0
     counts = "-".join(str(shown[status]) for status in Message.Status.values)
     return f"{counts}.{shown['last_id'] or 0}.{changed:.6f}.{room.status}.{room.assignee_id or 0}"
+
+
+# --- Broadcasts ---------------------------------------------------------------------------
+# How far a broadcast has got is counted from its messages, not kept in counters that
+# every delivery would have to update: the drain stays as fast for broadcasts as for
+# replies, and the counts cannot drift from the rows.
+
+#: The message statuses a broadcast's progress counts.
+BROADCAST_STATUSES = (
+    Message.Status.QUEUED,
+    Message.Status.SENDING,
+    Message.Status.SENT,
+    Message.Status.FAILED,
+    Message.Status.CANCELLED,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class BroadcastProgress:
+    """A broadcast's messages counted by status, with its skipped chat rooms.
+
+    ``held`` is the part of ``queued`` that waits for a credential R-Chat refused (sent
+    once it is registered again); None where it was not counted (lists).
+    """
+
+    status: str
+    rooms_total: int
+    skipped: int
+    queued: int = 0
+    sending: int = 0
+    sent: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    held: int | None = None
+
+    @property
+    def messages(self):
+        """Messages queued for it so far (one per chat room reached)."""
+        return self.queued + self.sending + self.sent + self.failed + self.cancelled
+
+    @property
+    def pending(self):
+        """Messages not yet answered by R-Chat (queued, held, or in a worker's hands)."""
+        return self.queued + self.sending
+
+    @property
+    def finished(self):
+        """Messages that will not change any more: sent, failed or cancelled."""
+        return self.sent + self.failed + self.cancelled
+
+    @property
+    def percent(self):
+        """Messages finished, in percent of those queued (100 when none was queued and
+        none will be)."""
+        if not self.messages:
+            return 0 if self.status == Broadcast.Status.QUEUEING else 100
+        return self.finished * 100 // self.messages
+
+    @classmethod
+    def of(cls, broadcast):
+        """The progress of a row of ``broadcast_list`` (counted by its annotations)."""
+        return cls(
+            status=broadcast.status,
+            rooms_total=broadcast.rooms_total,
+            skipped=broadcast.skipped,
+            **{status: getattr(broadcast, f"progress_{status}") for status in BROADCAST_STATUSES},
+        )
+
+
+def _broadcast_counts(prefix):
+    return {
+        f"progress_{status}": Count(f"{prefix}pk", filter=Q(**{f"{prefix}status": status}))
+        for status in BROADCAST_STATUSES
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class BroadcastAudience:
+    """The chat rooms a broadcast would reach: how many of each kind."""
+
+    total: int
+    open: int
+    closed: int
+    not_found: int
+    #: Open rooms of a credential R-Chat refused: their messages would be held.
+    held: int
+
+
+def broadcast_audience(*, rooms):
+    """Count ``rooms`` (a queryset of chat rooms, or ids) as a broadcast would see them,
+    in one query; ids that match no room are ``not_found``."""
+    ids = None
+    if not isinstance(rooms, QuerySet):
+        ids = list(dict.fromkeys(int(getattr(room, "pk", room)) for room in rooms))
+        rooms = ChatRoom.objects.filter(pk__in=ids)
+    is_open = Q(status=ChatRoom.Status.OPEN)
+    counts = rooms.aggregate(
+        total=Count("pk", distinct=True),
+        open=Count("pk", distinct=True, filter=is_open),
+        held=Count(
+            "pk", distinct=True, filter=is_open & Q(credential__status=Credential.Status.INVALID)
+        ),
+    )
+    total = len(ids) if ids is not None else counts["total"]
+    return BroadcastAudience(
+        total=total,
+        open=counts["open"],
+        closed=counts["total"] - counts["open"],
+        not_found=total - counts["total"],
+        held=counts["held"],
+    )
+
+
+def broadcast_list():
+    """Broadcasts, newest first, each with its progress counts (``BroadcastProgress.of``),
+    in one query."""
+    return (
+        Broadcast.objects.select_related("author")
+        .annotate(**_broadcast_counts("messages__"))
+        .order_by("-created_at", "-id")
+    )
+
+
+def broadcast_get(*, pk):
+    """One broadcast with its author; raises Broadcast.DoesNotExist."""
+    return Broadcast.objects.select_related("author").get(pk=pk)
+
+
+def broadcast_progress(broadcast):
+    """A ``BroadcastProgress`` for ``broadcast`` (a row or its id), read fresh, in one
+    query: its status and skipped rooms, and its messages counted by status."""
+    pk = getattr(broadcast, "pk", broadcast)
+    held = Q(
+        messages__status=Message.Status.QUEUED,
+        messages__room__credential__status=Credential.Status.INVALID,
+    )
+    rows = list(
+        Broadcast.objects.filter(pk=pk)
+        .values("status", "rooms_total", "skipped")
+        .annotate(**_broadcast_counts("messages__"), held=Count("messages__pk", filter=held))
+        .order_by()
+    )
+    if not rows:
+        raise Broadcast.DoesNotExist(f"Broadcast #{pk} does not exist.")
+    row = rows[0]
+    return BroadcastProgress(
+        status=row["status"],
+        rooms_total=row["rooms_total"],
+        skipped=row["skipped"],
+        held=row["held"],
+        **{status: row[f"progress_{status}"] for status in BROADCAST_STATUSES},
+    )
 
 
 # --- Admin overview ---------------------------------------------------------------------

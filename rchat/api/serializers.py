@@ -1,12 +1,12 @@
-"""The API's JSON shapes for chat rooms and messages."""
+"""The API's JSON shapes for chat rooms, messages and broadcasts."""
 
 from django.contrib.auth import get_user_model
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
-from ..models import ChatRoom, Message
-from ..selectors import ROOM_STATUSES, ROOM_VIEWS
+from ..models import Broadcast, ChatRoom, Message
+from ..selectors import ROOM_STATUSES, ROOM_VIEWS, BroadcastProgress
 from .permissions import VIEW_PERMISSION
 
 
@@ -195,3 +195,95 @@ class RoomFilterSerializer(serializers.Serializer):
     q = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     credential = serializers.CharField(max_length=100, required=False, allow_blank=True)
     chat_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
+
+
+# --- Broadcasts ----------------------------------------------------------------------
+
+
+class BroadcastRoomFilterSerializer(RoomFilterSerializer):
+    """Which chat rooms get a broadcast: the room list's filters (default: open rooms)."""
+
+
+class BroadcastCreateSerializer(serializers.Serializer):
+    """A broadcast to post: the message as a reply takes it, and its chat rooms, either
+    by id (``rooms``) or by the room list's filters (``filter``), not both."""
+
+    #: Most room ids one request may list; a filter reaches any number of rooms.
+    ROOMS_MAX = 10000
+
+    name = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, default="", help_text=_("For lists.")
+    )
+    type = serializers.CharField(max_length=50, help_text=_("text, image, file, sticker, location"))
+    data = serializers.JSONField(
+        help_text=_("The content, as in a reply; its shape depends on type.")
+    )
+    rooms = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        required=False,
+        allow_empty=False,
+        max_length=ROOMS_MAX,
+        help_text=_("Chat room ids."),
+    )
+    filter = BroadcastRoomFilterSerializer(
+        required=False,
+        help_text=_("The room list's filters: view, status, q, credential, chat_id."),
+    )
+
+    def validate(self, attrs):
+        if ("rooms" in attrs) == ("filter" in attrs):
+            raise serializers.ValidationError(
+                {"rooms": _("Give either rooms (a list of chat room ids) or filter, not both.")}
+            )
+        return attrs
+
+
+class BroadcastProgressSerializer(serializers.Serializer):
+    """A broadcast's messages counted by status (``held``: queued for a refused credential)."""
+
+    queued = serializers.IntegerField()
+    sending = serializers.IntegerField()
+    sent = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    cancelled = serializers.IntegerField()
+    held = serializers.IntegerField(allow_null=True)
+    pending = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    percent = serializers.IntegerField(help_text=_("Messages finished, of those queued."))
+
+
+class BroadcastSerializer(serializers.ModelSerializer):
+    """A broadcast with its progress (``progress`` is read from its messages)."""
+
+    author = UserSerializer(read_only=True, allow_null=True)
+    data = serializers.JSONField(read_only=True)
+    skipped_reasons = serializers.JSONField(
+        read_only=True,
+        help_text=_('Per reason: {"count": n, "room_ids": [the first 100]}.'),
+    )
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Broadcast
+        fields = [
+            "id",
+            "name",
+            "type",
+            "data",
+            "text",
+            "status",
+            "author",
+            "rooms_total",
+            "skipped",
+            "skipped_reasons",
+            "created_at",
+            "finished_at",
+            "progress",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(BroadcastProgressSerializer)
+    def get_progress(self, broadcast):
+        # A detail view hands its freshly read progress in; a list row carries counts.
+        progress = getattr(broadcast, "progress", None) or BroadcastProgress.of(broadcast)
+        return BroadcastProgressSerializer(progress).data

@@ -25,6 +25,9 @@ urlpatterns = [
         api(views.MessageRetryView),
         name="message-retry",
     ),
+    path("broadcasts/", api(views.BroadcastListView), name="broadcast-list"),
+    path("broadcasts/<int:pk>/", api(views.BroadcastDetailView), name="broadcast-detail"),
+    path("broadcasts/<int:pk>/cancel/", api(views.BroadcastCancelView), name="broadcast-cancel"),
     path("schema/", api(docs.SchemaView), name="schema"),
     path("docs/", docs.DocsView.as_view(), name="docs"),
     # Last: any other URL under the API answers a JSON 404, not the site's HTML page.

@@ -1,4 +1,4 @@
-"""The REST API: chat rooms, their messages, replies and the room's actions.
+"""The REST API: chat rooms, their messages, replies, the room's actions, broadcasts.
 
 Every view sets its authentication, permission, throttle, pagination, renderer and
 schema classes itself, so a host site's REST_FRAMEWORK defaults change nothing here.
@@ -26,11 +26,13 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from .. import selectors, services
 from ..exceptions import InvalidMessage
-from ..models import ChatRoom, Message
+from ..models import Broadcast, ChatRoom, Message
 from .permissions import CanSeeChatRooms
 from .serializers import (
     REPLY_SCHEMA,
     AssignSerializer,
+    BroadcastCreateSerializer,
+    BroadcastSerializer,
     ChatRoomSerializer,
     ErrorSerializer,
     MessageSerializer,
@@ -295,3 +297,88 @@ class MessageRetryView(RChatAPIView):
         )
         message = services.message_retry(message=message)
         return Response(MessageSerializer(message).data)
+
+
+# --- Broadcasts ----------------------------------------------------------------------
+
+
+def broadcast_answer(pk):
+    """A broadcast as the API shows it, read after settling it (``done`` once nothing of
+    it is pending), with its progress read fresh; 404 for an unknown id."""
+    services.broadcasts_settle(broadcasts=[pk])
+    try:
+        broadcast = selectors.broadcast_get(pk=pk)
+    except Broadcast.DoesNotExist:
+        raise Http404(_("No such broadcast.")) from None
+    broadcast.progress = selectors.broadcast_progress(broadcast)
+    return BroadcastSerializer(broadcast).data
+
+
+class BroadcastListView(RChatAPIView, generics.ListAPIView):
+    """Broadcasts, newest first, with their progress (GET); send one (POST)."""
+
+    serializer_class = BroadcastSerializer
+    pagination_class = RoomPagination
+
+    def get_queryset(self):
+        services.broadcasts_settle()
+        return selectors.broadcast_list()
+
+    @documented(
+        request=BroadcastCreateSerializer,
+        responses={201: BroadcastSerializer, 400: ErrorSerializer},
+        description=(
+            "Queue one message to each open chat room given by id (rooms) or by the room "
+            "list's filters (filter); workers send them within each credential's rate "
+            "limit. Closed and unknown rooms are skipped, counted in skipped_reasons. Bad "
+            'input, or no room at all: 400 with {"detail": ..., "errors": {field: reason}} '
+            "and nothing queued."
+        ),
+    )
+    def post(self, request):
+        body = BroadcastCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        values = body.validated_data
+        if "rooms" in values:
+            rooms = values["rooms"]
+        else:
+            found = values["filter"]
+            rooms = selectors.room_list(
+                user=request.user,
+                view=found["view"],
+                status=found["status"],
+                q=found["q"],
+                credential_name=found.get("credential", ""),
+                chat_id=found.get("chat_id", ""),
+            )
+        broadcast = services.broadcast_create(
+            rooms=rooms,
+            type=values["type"],
+            data=values["data"],
+            author=request.user,
+            name=values["name"],
+        )
+        return Response(broadcast_answer(broadcast.pk), status=status.HTTP_201_CREATED)
+
+
+class BroadcastDetailView(RChatAPIView):
+    serializer_class = BroadcastSerializer
+
+    @documented(responses={200: BroadcastSerializer})
+    def get(self, request, pk):
+        """One broadcast and how far it has got."""
+        return Response(broadcast_answer(pk))
+
+
+class BroadcastCancelView(RChatAPIView):
+    serializer_class = BroadcastSerializer
+
+    @documented(request=None, responses={200: BroadcastSerializer, 400: ErrorSerializer})
+    def post(self, request, pk):
+        """Cancel what has not been sent yet (400 if the broadcast has finished)."""
+        try:
+            broadcast = selectors.broadcast_get(pk=pk)
+        except Broadcast.DoesNotExist:
+            raise Http404(_("No such broadcast.")) from None
+        services.broadcast_cancel(broadcast=broadcast)
+        return Response(broadcast_answer(pk))

@@ -4,11 +4,12 @@ Admin, views, the API, tasks and management commands parse their input, call one
 these functions and answer; they do not write rows themselves. Functions are named
 ``<thing>_<action>`` and take keyword arguments only. One module per part:
 ``credentials``, ``rooms``, ``outbound`` (queueing), ``delivery`` (sending),
-``inbound`` (webhooks) and ``staff``
+``inbound`` (webhooks), ``broadcasts`` (one message to many rooms) and ``staff``
 (the operators' and agents' groups); every public function is importable from
 ``rchat.services`` itself.
 """
 
+from .broadcasts import broadcast_cancel, broadcast_create, broadcasts_settle
 from .credentials import (
     credential_check,
     credential_connect,
@@ -36,6 +37,9 @@ __all__ = [
     "DrainResult",
     "InboundResult",
     "Reprocessed",
+    "broadcast_cancel",
+    "broadcast_create",
+    "broadcasts_settle",
     "credential_check",
     "credential_connect",
     "credential_mark_invalid",
