@@ -289,8 +289,17 @@ def broker_down(ctx, *, sends=1000, rooms=50, down_seconds=5.0, timeout=300.0):
                 time.sleep(down_seconds)
                 broker.start()
                 states = _wait_terminal(tag, sends, timeout=timeout, workers=workers)
+                # A drain running through the outage can send everything queued meanwhile
+                # (the rows are in the database): wait for the workers to be back on the
+                # broker, then prove it with a message per room queued after the restart.
+                deadline = time.monotonic() + 30
+                while workers.reconnected() < workers.alive() and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                texts += _queue(targets, len(targets), tag, start=sends)
+                states = _wait_terminal(tag, sends + len(targets), timeout=timeout, workers=workers)
                 workers.revive()  # counts a worker that exited at the very end
                 reconnected = workers.reconnected()
+            sends += len(targets)
             lost, duplicated, detail = _count_outbound(tag, texts, sandbox, states)
             exits = len(workers.exits)
             count = len(workers.processes)

@@ -146,6 +146,24 @@ def _rchat_defaults(settings, tmp_path):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _send_budgets_fresh():
+    """Each test starts with full send budgets and no 429 hold: neither the process's
+    own nor the shared Redis's remember an earlier test's credential of the same id."""
+    from rchat import ratelimit
+
+    ratelimit._local = ratelimit._LocalBudgets()
+    url = redis_url()
+    if url is not None:
+        import redis
+
+        client = redis.Redis.from_url(url)
+        keys = list(client.scan_iter(f"{ratelimit.KEY_PREFIX}*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
 # --- Data every kind of test needs ------------------------------------------------------
 
 

@@ -348,7 +348,7 @@ def test_a_new_site_installs_the_wheel_applies_the_recipe_and_answers_end_users(
 def _every_page_answers_the_right_user(base, operator, agent, room_id):
     admin_index = operator.get(f"{base}/admin/rchat/", timeout=30).text
     models = sorted(set(re.findall(r'href="/admin/rchat/(\w+)/"', admin_index)))
-    assert models == ["chatroom", "credential", "message", "webhookevent"]
+    assert models == ["broadcast", "chatroom", "credential", "message", "webhookevent"]
     operator_pages = ["/admin/", "/admin/rchat/", "/admin/rchat/chatroom/overview/"]
     for model in models:
         listing = f"/admin/rchat/{model}/"

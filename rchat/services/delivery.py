@@ -37,7 +37,7 @@ from django.db.models import Exists, F, Min, OuterRef
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from .. import broker, crypto, signals
+from .. import broker, crypto, ratelimit, signals
 from ..client import RChatClient, sent_message_id
 from ..conf import get_setting
 from ..exceptions import (
@@ -112,13 +112,13 @@ class _Item:
 # --- Public entry points ------------------------------------------------------------------
 
 
-def delivery_drain(*, batch_size=None, budget=DRAIN_BUDGET_SECONDS):
+def delivery_drain(*, batch_size=None, budget=DRAIN_BUDGET_SECONDS, batches=None):
     """Send every outbound message that is due, a batch at a time; a ``DrainResult``.
 
     Safe to run in many workers at once: each claims other rooms (``SKIP LOCKED``).
     A full batch wakes one more drain first, so a backlog is shared by every worker.
-    Stops when a claim comes back short or after ``budget`` seconds (then it wakes
-    another drain for the rest).
+    Stops when a claim comes back empty, after ``batches`` batches if given, or after
+    ``budget`` seconds (then it wakes another drain for the rest).
     """
     limit = batch_size or get_setting("DELIVERY_BATCH_SIZE")
     result = DrainResult()
@@ -137,7 +137,9 @@ def delivery_drain(*, batch_size=None, budget=DRAIN_BUDGET_SECONDS):
         _record(batch)
         for item in batch:
             setattr(result, item.outcome, getattr(result, item.outcome) + 1)
-        if not full:
+        # Claim again, even after a short batch: a room this claim skipped because a
+        # record held its lock is due now, and no one else is woken for it.
+        if batches is not None and result.batches >= batches:
             break
         if time.monotonic() - clock > budget:
             broker.drain_wake()
@@ -381,8 +383,6 @@ def _rooms_settle(db, room_ids):
 
 
 def _send_batch(batch):
-    from .. import ratelimit
-
     credentials_by_id = Credential.objects.in_bulk({item.credential_id for item in batch})
     # A credential R-Chat refused (401/403) or held (429) in this batch: its other
     # messages go back untried.
@@ -467,8 +467,6 @@ def _send_one(item, credential):
         item.next_at = now + timedelta(seconds=delay)
         if isinstance(error, RChatRateLimitedError):
             # R-Chat asked this credential, not this message, to slow down.
-            from .. import ratelimit
-
             ratelimit.hold(credential.pk, delay)
     else:
         item.outcome = DeliveryAttempt.Outcome.FAILED

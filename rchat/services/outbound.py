@@ -115,15 +115,15 @@ def message_retry(*, message):
 
 
 def message_requeue_stale():
-    """Repair what lost wake-ups and stopped workers left; return how many rooms it woke.
+    """Repair what lost wake-ups and stopped workers left; return how many rooms are due.
 
-    Three kinds: ``sending`` rows a dead worker left behind (untouched for
+    ``sending`` rows a dead worker left behind (untouched for
     ``RCHAT["STALE_AFTER_SECONDS"]`` plus the R-Chat time-outs) go back to ``queued``
     with an attempt row saying so; rooms with a queued message but out of the queue
-    (a bug, or rows written by hand) are put back in it; and when rooms have been due
-    for STALE_AFTER_SECONDS without a drain taking them, a drain is woken. Rooms of an
-    invalid credential are left alone. Run it every 30-60 s (``rchat.tasks.requeue_stale``
-    in Celery beat).
+    (a bug, or rows written by hand) are put back in it; and when rooms are due, a drain
+    is woken (the "drain on its way" flag cleared first when they have been due for
+    STALE_AFTER_SECONDS: its wake-up was lost). Rooms of an invalid credential are left
+    alone. Run it every 30-60 s (``rchat.tasks.requeue_stale`` in Celery beat).
     """
     now = timezone.now()
     stale = timedelta(seconds=get_setting("STALE_AFTER_SECONDS"))
@@ -171,18 +171,20 @@ def message_requeue_stale():
         .exclude(Exists(sending))
         .update(send_after=now)
     )
-    overdue = (
-        ChatRoom.objects.filter(send_after__lt=now - stale)
-        .exclude(credential__status=Credential.Status.INVALID)
-        .count()
+    due = ChatRoom.objects.filter(send_after__lte=now).exclude(
+        credential__status=Credential.Status.INVALID
     )
-    if woken or overdue:
-        # The flag may belong to a wake-up that was lost: clear it, then wake.
+    overdue = due.filter(send_after__lt=now - stale).exists()
+    if overdue:
+        # Due for long and no drain took them: the flag may belong to a wake-up that
+        # was lost. Clear it, so the wake-up below is published.
         broker.drain_flag_clear()
+    ready = due.count()
+    if ready:
+        # A drain is woken for due rooms even if none is overdue: when the broker was
+        # down as they were queued, nobody else will (the flag keeps this to one).
         broker.drain_wake()
         logger.info(
-            "Stale sweep: %d room(s) put back in the queue, %d overdue; woke a drain.",
-            woken,
-            overdue,
+            "Stale sweep: %d room(s) put back in the queue, %d due; woke a drain.", woken, ready
         )
-    return woken + overdue
+    return ready

@@ -132,6 +132,11 @@ class Command(BaseCommand):
                         "reason": one_line(message.last_error),
                     }
                 )
+            if message.status == Message.Status.CANCELLED:
+                raise CommandError(
+                    _("Message %(id)s was cancelled (its broadcast was stopped).")
+                    % {"id": message.pk}
+                )
             if time.monotonic() >= deadline:
                 raise CommandError(
                     _(
