@@ -51,7 +51,15 @@ class CredentialForm(forms.ModelForm):
 
     class Meta:
         model = Credential
-        fields = ["name", "base_url"]
+        fields = ["name", "base_url", "send_rate"]
+
+    def clean_send_rate(self):
+        rate = self.cleaned_data.get("send_rate")
+        if rate is not None and rate <= 0:
+            raise forms.ValidationError(
+                _("The send rate must be a number of messages per second above 0.")
+            )
+        return rate
 
     def clean_token(self):
         token = self.cleaned_data.get("token")
@@ -118,7 +126,11 @@ class CredentialAdmin(RChatAdmin):
 
     def save_model(self, request, obj, form, change):
         # Through the services, like every other way of saving a credential.
-        fields = {"name": form.cleaned_data["name"], "base_url": form.cleaned_data["base_url"]}
+        fields = {
+            "name": form.cleaned_data["name"],
+            "base_url": form.cleaned_data["base_url"],
+            "send_rate": form.cleaned_data.get("send_rate"),
+        }
         token = form.cleaned_data.get("token")
         if not change:
             obj.pk = services.credential_save(token=token, **fields).pk

@@ -27,7 +27,9 @@ def deliver_message(message_id):
 
 @shared_task(ignore_result=True)
 def requeue_stale():
-    """Take back abandoned sends and wake the drain when it is owed (beat, every 30-60 s)."""
+    """Take back abandoned sends and wake the drain when it is owed (beat, every 30-60 s);
+    broadcasts with nothing left pending turn done."""
+    services.broadcasts_settle()
     return services.message_requeue_stale()
 
 

@@ -337,6 +337,24 @@ def test_a_credential_added_in_admin_is_saved_through_the_service(client, operat
     assert credential.status == Credential.Status.NEW
 
 
+def test_a_credential_s_send_rate_is_set_in_admin_and_must_be_above_zero(client, operator):
+    credential = CredentialFactory()
+    url = reverse("admin:rchat_credential_change", args=[credential.pk])
+    form = {"name": credential.name, "base_url": "", "token": ""}
+
+    page = client.post(url, {**form, "send_rate": "0"}).content.decode()
+    assert "The send rate must be a number of messages per second above 0." in page
+    credential.refresh_from_db()
+    assert credential.send_rate is None
+
+    assert client.post(url, {**form, "send_rate": "12.5"}).status_code == 302
+    credential.refresh_from_db()
+    assert credential.send_rate == 12.5
+    assert client.post(url, {**form, "send_rate": ""}).status_code == 302
+    credential.refresh_from_db()
+    assert credential.send_rate is None
+
+
 def test_admin_refuses_what_the_service_refuses_as_a_form_error(client, operator):
     """A pasted token with a space in it is refused in admin as on the command line."""
     response = client.post(

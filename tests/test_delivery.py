@@ -254,6 +254,34 @@ def test_a_drain_runs_the_same_number_of_queries_for_one_room_or_thirty(
     assert counts[0] == counts[1], counts
 
 
+def test_a_credential_s_send_rate_spaces_its_sends_and_gives_back_what_must_wait(
+    room, httpserver, django_capture_on_commit_callbacks
+):
+    """At one message every two seconds the first goes at once; the others' turns are
+    more than a second away, so they go back to the queue untried, due at their turn."""
+    httpserver.expect_request(SEND_PATH, method="POST").respond_with_json({})
+    Credential.objects.filter(pk=room.credential_id).update(send_rate=0.5)
+    messages = [send(room, "first")]
+    messages += [
+        send(ChatRoomFactory(credential=room.credential, chat_id=f"rate-{n}"), f"m{n}")
+        for n in range(4)
+    ]
+    before = timezone.now()
+
+    result = drain(django_capture_on_commit_callbacks, *messages)
+
+    assert (result.sent, result.waiting) == (1, 4)
+    assert len(httpserver.log) == 1
+    for message in messages[1:]:
+        message.room.refresh_from_db()
+        assert (message.status, message.attempts) == ("queued", 0)
+        assert (message.room.send_after - before).total_seconds() >= 1.0
+    # Another credential has a budget of its own.
+    other = ChatRoomFactory(credential=CredentialFactory(base_url=room.credential.base_url))
+    elsewhere = send(other, "elsewhere")
+    assert drain(django_capture_on_commit_callbacks, elsewhere).sent == 1
+
+
 # --- Retry policy ---------------------------------------------------------------------
 
 

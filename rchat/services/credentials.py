@@ -25,7 +25,10 @@ logger = logging.getLogger(__name__)
 # --- Credentials ----------------------------------------------------------------------
 
 
-def credential_save(*, name, token=None, base_url=None, credential=None):
+_KEEP = object()
+
+
+def credential_save(*, name, token=None, base_url=None, credential=None, send_rate=_KEEP):
     """Create the credential ``name``, or update one and return it.
 
     Without ``credential`` the one called ``name`` is updated (or created); with it,
@@ -33,8 +36,12 @@ def credential_save(*, name, token=None, base_url=None, credential=None):
     Chatday-Token (a new credential needs one); a changed token makes the credential
     "not registered" again: its signature token belonged to the old one. ``base_url``
     None keeps the one stored; "" clears it (the credential then follows
-    ``RCHAT["API_BASE_URL"]``). Raises ``ValueError`` with the reason for bad input.
+    ``RCHAT["API_BASE_URL"]``). ``send_rate``, messages per second shared by every
+    worker (None: ``RCHAT["SEND_RATE"]``), is kept unless given. Raises ``ValueError``
+    with the reason for bad input.
     """
+    if send_rate is not _KEEP and send_rate is not None and not send_rate > 0:
+        raise ValueError(gettext("The send rate must be a number of messages per second above 0."))
     keep_base_url = base_url is None
     name, token, base_url = credential_check(
         name=name, token=token, base_url=base_url or "", new=credential is None
@@ -46,7 +53,10 @@ def credential_save(*, name, token=None, base_url=None, credential=None):
         if fresh is None:
             if credential is not None:
                 raise Credential.DoesNotExist(f"Credential {credential.pk} was deleted.")
-            return Credential.objects.create(name=name, token=token, base_url=base_url or "")
+            rate = None if send_rate is _KEEP else send_rate
+            return Credential.objects.create(
+                name=name, token=token, base_url=base_url or "", send_rate=rate
+            )
         if name != fresh.name and Credential.objects.filter(name=name).exists():
             raise ValueError(gettext("Another credential is called %(name)s.") % {"name": name})
         fresh.name = name
@@ -57,6 +67,8 @@ def credential_save(*, name, token=None, base_url=None, credential=None):
             fresh.signature_digest = ""
         if not keep_base_url:
             fresh.base_url = base_url
+        if send_rate is not _KEEP:
+            fresh.send_rate = send_rate
         fresh.save()
     if credential is not None:
         _refresh(credential, fresh)
