@@ -433,3 +433,39 @@ def test_each_thread_has_its_own_connection(keep_alive_server):
 )
 def test_rchat_message_id_is_read_from_its_answer(answer, expected):
     assert sent_message_id(answer) == expected
+
+
+def _in_new_thread(call):
+    """Run ``call`` in a thread of its own (a session of its own); its result or error."""
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = call()
+        except Exception as exc:  # handed to the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    return outcome
+
+
+def test_the_environment_s_proxy_is_used_and_no_proxy_is_honoured(httpserver, monkeypatch):
+    """Proxy variables are read once per thread, not on every call, and still obeyed."""
+    httpserver.expect_request("/api/v1/external/send-message", method="POST").respond_with_json(
+        {"message_id": "via-proxy"}
+    )
+    monkeypatch.setenv("HTTP_PROXY", httpserver.url_for("/").rstrip("/"))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = RChatClient(base_url="http://rchat.invalid", token="cdt_proxy_token")
+
+    proxied = _in_new_thread(lambda: client.send_message("chat-1", "text", "hi"))
+    assert proxied == {"value": {"message_id": "via-proxy"}}
+    assert len(httpserver.log) == 1
+
+    monkeypatch.setenv("NO_PROXY", "rchat.invalid")
+    direct = _in_new_thread(lambda: client.send_message("chat-1", "text", "hi"))
+    assert isinstance(direct.get("error"), RChatUnavailableError), direct
+    assert len(httpserver.log) == 1, "NO_PROXY: the proxy is not asked"
