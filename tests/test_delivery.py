@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from rchat import services, signals
 from rchat.exceptions import InvalidMessage
-from rchat.models import Credential, Message
+from rchat.models import Credential, DeliveryAttempt, Message
 from rchat.services.delivery import retry_delay
 from rchat.tasks import drain_outbound
 from tests.factories import ChatRoomFactory, CredentialFactory, UserFactory
@@ -230,13 +230,17 @@ def test_a_batch_takes_one_message_per_room_oldest_first(
 
 @pytest.mark.postgres
 def test_a_drain_runs_the_same_number_of_queries_for_one_room_or_thirty(
-    room, httpserver, django_assert_max_num_queries, django_capture_on_commit_callbacks
+    room, httpserver, monkeypatch, django_capture_on_commit_callbacks
 ):
     """The claim and the record are per batch, whatever the batch holds and whatever the
     rooms' history (here, 300 older messages in the first room)."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    from rchat.services import delivery
+
+    # One record per batch here (a slow test machine must not record mid-batch).
+    monkeypatch.setattr(delivery, "RECORD_EVERY_SECONDS", 3600.0)
     httpserver.expect_request(SEND_PATH, method="POST").respond_with_json({})
     for n in range(300):
         send(room, f"old {n}")
@@ -280,6 +284,36 @@ def test_a_credential_s_send_rate_spaces_its_sends_and_gives_back_what_must_wait
     other = ChatRoomFactory(credential=CredentialFactory(base_url=room.credential.base_url))
     elsewhere = send(other, "elsewhere")
     assert drain(django_capture_on_commit_callbacks, elsewhere).sent == 1
+
+
+def test_a_worker_that_dies_mid_batch_has_recorded_what_it_sent_before(
+    room, httpserver, monkeypatch
+):
+    """Sends are recorded as they go, not only at the end of the batch: what a killed
+    worker leaves "sending" (and R-Chat may see twice) is only its last sends."""
+    from rchat.services import delivery
+
+    monkeypatch.setattr(delivery, "RECORD_EVERY_SECONDS", 0.0)
+    httpserver.expect_request(SEND_PATH, method="POST").respond_with_json({})
+    messages = [send(room, "one")]
+    messages += [
+        send(ChatRoomFactory(credential=room.credential, chat_id=f"dies-{n}"), f"m{n}")
+        for n in range(3)
+    ]
+    real_send_one = delivery._send_one
+
+    def dies_at_the_third(item, credential):
+        if len(httpserver.log) == 2:
+            raise SystemExit("killed")
+        real_send_one(item, credential)
+
+    monkeypatch.setattr(delivery, "_send_one", dies_at_the_third)
+    with pytest.raises(SystemExit):
+        services.delivery_drain(batches=1)
+
+    statuses = sorted(Message.objects.values_list("status", flat=True))
+    assert statuses == ["sending", "sending", "sent", "sent"]
+    assert DeliveryAttempt.objects.count() == 2
 
 
 # --- Retry policy ---------------------------------------------------------------------

@@ -60,6 +60,12 @@ PENDING = (Message.Status.QUEUED, Message.Status.SENDING)
 RATE_WAIT_MAX = 1.0
 #: A drain stops after this long and wakes another, so one task never runs for ever.
 DRAIN_BUDGET_SECONDS = 30.0
+#: The sends of a batch are recorded as soon as this long has passed since the last
+#: record (and at the end of the batch). A worker killed mid-batch can only have sent
+#: without recording what it sent in this time: the sends R-Chat may see twice. Against
+#: a fast R-Chat that is a few messages per record; against a slow one, every send is
+#: recorded as it is answered.
+RECORD_EVERY_SECONDS = 0.02
 
 _random = random.SystemRandom()
 
@@ -134,7 +140,6 @@ def delivery_drain(*, batch_size=None, budget=DRAIN_BUDGET_SECONDS, batches=None
         if full:
             broker.drain_wake()  # another worker takes the next batch meanwhile
         _send_batch(batch)
-        _record(batch)
         for item in batch:
             setattr(result, item.outcome, getattr(result, item.outcome) + 1)
         # Claim again, even after a short batch: a room this claim skipped because a
@@ -383,7 +388,21 @@ def _rooms_settle(db, room_ids):
 
 
 def _send_batch(batch):
+    """Send (or give back) every item, recording them as they go (RECORD_EVERY_SECONDS)."""
     credentials_by_id = Credential.objects.in_bulk({item.credential_id for item in batch})
+    unrecorded = []
+    recorded_at = time.monotonic()
+    for item in _send_each(batch, credentials_by_id):
+        unrecorded.append(item)
+        if time.monotonic() - recorded_at >= RECORD_EVERY_SECONDS:
+            _record(unrecorded)
+            unrecorded, recorded_at = [], time.monotonic()
+    if unrecorded:
+        _record(unrecorded)
+
+
+def _send_each(batch, credentials_by_id):
+    """Yield each item once it is sent, or given back untried."""
     # A credential R-Chat refused (401/403) or held (429) in this batch: its other
     # messages go back untried.
     stopped = {}
@@ -391,10 +410,10 @@ def _send_batch(batch):
     for item in batch:
         credential = credentials_by_id.get(item.credential_id)
         if credential is None:  # deleted meanwhile: its rooms went with it
-            _give_back(item, timezone.now())
+            yield _give_back(item, timezone.now())
             continue
         if item.credential_id in stopped:
-            _give_back(item, stopped[item.credential_id])
+            yield _give_back(item, stopped[item.credential_id])
             continue
         limit = ratelimit.limit_for(credential)
         if limit is None:
@@ -405,13 +424,13 @@ def _send_batch(batch):
                 held = ratelimit.held_for(credential.pk)
                 if held > 0:
                     stopped[item.credential_id] = timezone.now() + timedelta(seconds=held)
-                    _give_back(item, stopped[item.credential_id])
+                    yield _give_back(item, stopped[item.credential_id])
                     continue
         else:
             wait = ratelimit.reserve(credential.pk, *limit, max_wait=RATE_WAIT_MAX)
             if wait is None:
                 later = max(ratelimit.held_for(credential.pk), RATE_WAIT_MAX)
-                _give_back(item, timezone.now() + timedelta(seconds=later))
+                yield _give_back(item, timezone.now() + timedelta(seconds=later))
                 continue
             if wait > 0:
                 time.sleep(wait)
@@ -420,6 +439,7 @@ def _send_batch(batch):
             stopped[item.credential_id] = timezone.now()
         elif item.http_status == 429:
             stopped[item.credential_id] = item.next_at
+        yield item
 
 
 def _give_back(item, due):
@@ -427,6 +447,7 @@ def _give_back(item, due):
     item.outcome = "waiting"
     item.status = Message.Status.QUEUED
     item.next_at = due
+    return item
 
 
 def _send_one(item, credential):
