@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.utils.translation import gettext_lazy as _
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -205,9 +206,12 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-# rchat's sweep wakes outbound messages whose wake-up was lost (docs/delivery.md).
+# rchat's sweep wakes outbound messages whose wake-up was lost (docs/delivery.md); the
+# purge deletes webhook events and delivery attempts past RCHAT's retention, once a
+# night (Celery's clock: CELERY_TIMEZONE, else TIME_ZONE).
 CELERY_BEAT_SCHEDULE = {
     "rchat-requeue-stale": {"task": "rchat.tasks.requeue_stale", "schedule": 30.0},
+    "rchat-purge": {"task": "rchat.tasks.purge", "schedule": crontab(hour=3, minute=30)},
 }
 
 # --- rchat --------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Admin, views, the API, tasks and management commands parse their input, call one
 these functions and answer; they do not write rows themselves. Functions are named
 ``<thing>_<action>`` and take keyword arguments only. One module per part:
 ``credentials``, ``rooms``, ``outbound`` (queueing), ``delivery`` (sending),
-``inbound`` (webhooks), ``broadcasts`` (one message to many rooms) and ``staff``
+``inbound`` (webhooks), ``broadcasts`` (one message to many rooms), ``retention``
+(deleting old webhook events and delivery attempts) and ``staff``
 (the operators' and agents' groups); every public function is importable from
 ``rchat.services`` itself.
 """
@@ -30,12 +31,14 @@ from .inbound import (
     webhook_refuse,
 )
 from .outbound import message_requeue_stale, message_retry, message_send
+from .retention import PurgeResult, retention_purge
 from .rooms import room_assign, room_close, room_get_or_create, room_mark_read, room_reopen
 from .staff import staff_groups_sync, staff_member_add
 
 __all__ = [
     "DrainResult",
     "InboundResult",
+    "PurgeResult",
     "Reprocessed",
     "broadcast_cancel",
     "broadcast_create",
@@ -52,6 +55,7 @@ __all__ = [
     "message_requeue_stale",
     "message_retry",
     "message_send",
+    "retention_purge",
     "room_assign",
     "room_close",
     "room_get_or_create",
