@@ -40,6 +40,29 @@ _pools = {}
 _pools_lock = threading.Lock()
 
 
+_deferring = threading.local()
+
+
+class wakes_deferred:
+    """Within it, an immediate ``drain_wake`` in this thread is noted, not published.
+
+    For a task that queues replies and is about to drain itself (the bot hook): its
+    replies are sent from the same worker at once instead of after a trip through the
+    broker. ``requested`` says whether a wake-up was asked for.
+    """
+
+    def __enter__(self):
+        self.requested = False
+        self.outer = getattr(_deferring, "current", None)
+        _deferring.current = self
+        return self
+
+    def __exit__(self, *exc_info):
+        _deferring.current = self.outer
+        if self.outer is not None and self.requested:
+            self.outer.requested = True
+
+
 def drain_wake(*, countdown=None):
     """Wake a drain of the outbound queue (now, or in ``countdown`` seconds).
 
@@ -47,6 +70,10 @@ def drain_wake(*, countdown=None):
     shared flag; without a shared Redis every call publishes). Never raises: when the
     broker cannot be reached the rows stay queued and the stale sweep wakes a drain.
     """
+    deferring = getattr(_deferring, "current", None)
+    if countdown is None and deferring is not None:
+        deferring.requested = True
+        return
     flag = None
     if countdown is None and not current_app.conf.task_always_eager:
         flag = _drain_flag()

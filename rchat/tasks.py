@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from . import services
+from . import broker, services
 
 # --- Delivery ---------------------------------------------------------------------------
 # The broker only wakes a worker up; the rows say what is left to do, so running a
@@ -51,6 +51,12 @@ def run_message_hook(message_id):
 
     Sent once per new message, after its transaction commits, so a bot's work never
     delays the answer to R-Chat. Not acks_late: a bot's reply is not known to be safe
-    to repeat, so a worker lost mid-hook does not run it a second time.
+    to repeat, so a worker lost mid-hook does not run it a second time. Replies the
+    hook queues are sent by this task right after it, not after a trip through the
+    broker: a bot answers as fast as the queue allows.
     """
-    return services.message_hook_run(message_id=message_id)
+    with broker.wakes_deferred() as deferred:
+        result = services.message_hook_run(message_id=message_id)
+    if deferred.requested:
+        services.delivery_drain()
+    return result

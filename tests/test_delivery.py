@@ -640,3 +640,28 @@ def test_sweep_takes_back_abandoned_sends_and_wakes_overdue_rooms_only(
     assert drain(django_capture_on_commit_callbacks).sent == 4
     assert services.message_requeue_stale() == 0
     assert woken() == (0, 0)
+
+
+def echo_bot(message_id):
+    """A bot hook: answers every inbound message in its room."""
+    inbound = Message.objects.select_related("room").get(pk=message_id)
+    services.message_send(room=inbound.room, type="text", data=f"echo: {inbound.text}")
+
+
+# Committed for real, as in a worker: the reply's wake-up runs at its commit.
+@pytest.mark.django_db(transaction=True)
+def test_a_bot_s_reply_is_sent_by_the_hook_s_own_task_without_a_trip_through_the_broker(
+    room, httpserver, settings, woken
+):
+    from rchat.tasks import run_message_hook
+
+    settings.RCHAT = {**settings.RCHAT, "ON_MESSAGE": "tests.test_delivery.echo_bot"}
+    httpserver.expect_request(SEND_PATH, method="POST").respond_with_json({})
+    inbound = Message.objects.create(
+        room=room, direction="in", type="text", data="hello", text="hello", status="received"
+    )
+
+    run_message_hook(inbound.pk)
+
+    assert texts_sent(httpserver) == ["echo: hello"], "sent when the task returns"
+    assert woken() == (0, 0), "no drain was published for it"
