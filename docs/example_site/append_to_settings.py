@@ -3,6 +3,8 @@
 # that works on a developer's machine.
 import os
 
+from celery.schedules import crontab
+
 INSTALLED_APPS += [
     "rest_framework",
     "rest_framework.authtoken",  # bots sign in to the API with a token
@@ -44,4 +46,6 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE = {
     # Hands outbound messages whose wake-up was lost to a worker again.
     "rchat-requeue-stale": {"task": "rchat.tasks.requeue_stale", "schedule": 60.0},
+    # Deletes webhook events and delivery attempts past their retention, nightly.
+    "rchat-purge": {"task": "rchat.tasks.purge", "schedule": crontab(hour=3, minute=30)},
 }
