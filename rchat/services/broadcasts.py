@@ -275,15 +275,19 @@ class _Queueing:
             skipped_reasons=self.skipped,
         )
 
+    def _lock_status(self):
+        """Lock the broadcast's row (a cancel waits, and is seen); its status, or None."""
+        return (
+            Broadcast.objects.select_for_update()
+            .filter(pk=self.broadcast.pk)
+            .values_list("status", flat=True)
+            .first()
+        )
+
     def batch(self, room_ids):
         """Queue one batch in one transaction; False when the broadcast was cancelled."""
         with transaction.atomic():
-            status = (
-                Broadcast.objects.select_for_update()
-                .filter(pk=self.broadcast.pk)
-                .values_list("status", flat=True)
-                .first()
-            )
+            status = self._lock_status()
             if status != Broadcast.Status.QUEUEING:
                 return False
             now = timezone.now()
@@ -323,12 +327,7 @@ class _Queueing:
         when nothing was queued (a cancelled broadcast stays cancelled)."""
         now = timezone.now()
         with transaction.atomic():
-            status = (
-                Broadcast.objects.select_for_update()
-                .filter(pk=self.broadcast.pk)
-                .values_list("status", flat=True)
-                .first()
-            )
+            status = self._lock_status()
             if status is None:
                 return
             if rest:

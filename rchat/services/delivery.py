@@ -528,6 +528,24 @@ def _record(batch):
     return recorded
 
 
+# The _Item fields the record statement takes, in the order of its unnest() columns.
+_RECORDED = (
+    "id",
+    "attempts",
+    "tried",
+    "outcome",
+    "status",
+    "started_at",
+    "duration_ms",
+    "http_status",
+    "error_type",
+    "error",
+    "external_id",
+    "next_at",
+    "sent_at",
+)
+
+
 def _record_postgresql(connection, batch, now):
     """Attempts, messages and rooms of the whole batch in one statement."""
     room_t, r, msg_t, m, _cred_t, _c, attempt_t, a = _names(connection)
@@ -574,21 +592,7 @@ def _record_postgresql(connection, batch, now):
         )
         SELECT id FROM done
     """  # noqa: S608 (names from _meta, quoted; every value a parameter)
-    columns = [
-        [item.id for item in batch],
-        [item.attempts for item in batch],
-        [item.tried for item in batch],
-        [item.outcome for item in batch],
-        [item.status for item in batch],
-        [item.started_at for item in batch],
-        [item.duration_ms for item in batch],
-        [item.http_status for item in batch],
-        [item.error_type for item in batch],
-        [item.error for item in batch],
-        [item.external_id for item in batch],
-        [item.next_at for item in batch],
-        [item.sent_at for item in batch],
-    ]
+    columns = [[getattr(item, name) for item in batch] for name in _RECORDED]
     params = [*columns, now, Message.Status.SENDING, Message.Status.QUEUED, list(PENDING), now]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
