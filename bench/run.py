@@ -28,9 +28,15 @@ from .common import (
     database_named,
     say,
     services_from_environment,
+    show_spread,
 )
+from .loadgen import wrk_path
 
 PARTS = ("webhook", "outbound", "inbox")
+# Per measurement: wrk's seconds and a cap on requests; 4 measurements a round (two
+# deployments x two sides). Quick: about 50 s in all; full: about 4 minutes.
+WEBHOOK_QUICK = ("--rounds", 2, "--seconds", 3, "--max-requests", 10_000, "--warm-seconds", 2)
+WEBHOOK_FULL = ("--rounds", 5, "--seconds", 10, "--max-requests", 50_000, "--warm-seconds", 3)
 INBOX_FULL = (10_000, 1_000_000)
 INBOX_SMALL = (100, 10_000)
 
@@ -56,6 +62,8 @@ def main(argv=None):
         if unknown:
             raise BenchError(f"unknown part(s) {', '.join(unknown)}; known: {', '.join(PARTS)}")
         database, broker = services_from_environment()
+        if "webhook" in only:
+            wrk_path()
         scale = args.scale if args.scale is not None else (0.05 if args.quick else 1.0)
         if not 0 < scale <= 1:
             raise BenchError(f"--scale must be in (0, 1], not {scale}")
@@ -72,12 +80,7 @@ def main(argv=None):
                 bench_db,
                 "--broker",
                 broker,
-                "--requests",
-                2000 if q else 8000,
-                "--rounds",
-                1 if q else 3,
-                "--max-seconds",
-                20 if q else 60,
+                *(WEBHOOK_QUICK if q else WEBHOOK_FULL),
                 database=bench_db,
             )
         if "outbound" in only:
@@ -163,40 +166,10 @@ def write_summary(*, quick, scale):
     ]
     headline = []
     webhook = _load("webhook")
-    if webhook:
-        w, b = webhook["sides"]["webhook"], webhook["sides"]["baseline"]
-        lines.append(
-            f"| Webhook throughput (req/s) | {w['throughput_rps']:.0f} | "
-            f"{b['throughput_rps']:.0f} | {webhook['throughput_ratio']:.2f} | >= 0.8 | "
-            f"{_verdict(webhook['throughput_ratio'] >= 0.8)} |"
-        )
-        lines.append(
-            f"| Webhook latency p50 / p99 (ms) | {w['p50_ms']:.1f} / {w['p99_ms']:.1f} | "
-            f"{b['p50_ms']:.1f} / {b['p99_ms']:.1f} | p99 {webhook['p99_ratio']:.2f} | "
-            f"p99 <= 1.5 | {_verdict(webhook['p99_ratio'] <= 1.5)} |"
-        )
-        headline.append(f"webhook {webhook['throughput_ratio']:.2f}")
-        _figure(
-            "webhook_throughput",
-            figures.bars(
-                "Webhook ingest: throughput",
-                "requests/s",
-                ["throughput"],
-                {"baseline view": [b["throughput_rps"]], "/rchat/webhook/": [w["throughput_rps"]]},
-            ),
-        )
-        _figure(
-            "webhook_latency",
-            figures.bars(
-                "Webhook ingest: latency",
-                "ms",
-                ["p50", "p99"],
-                {
-                    "baseline view": [b["p50_ms"], b["p99_ms"]],
-                    "/rchat/webhook/": [w["p50_ms"], w["p99_ms"]],
-                },
-            ),
-        )
+    webhook_notes = []
+    if webhook and "deployments" in webhook:
+        heads, webhook_notes = _webhook_summary(webhook, lines)
+        headline += heads
     bars = {}
     for name, label in (("outbound", "1 per room"), ("outbound_burst", "10 per room")):
         result = _load(name)
@@ -271,16 +244,137 @@ def write_summary(*, quick, scale):
     lines += [
         "",
         "Baselines: the webhook against a bare Django view that inserts one row (same "
-        "gunicorn, settings and database); Celery delivery against a requests.Session loop "
-        "with the same processes x threads posting to the same sandbox; the inbox on a "
-        "large database against the same pages on a small one; worker memory after many "
-        "deliveries against after 100.",
+        "gunicorn, settings and database, under each deployment); Celery delivery "
+        "against a requests.Session loop with the same processes x threads posting to the "
+        "same sandbox; the inbox on a large database against the same pages on a small "
+        "one; worker memory after many deliveries against after 100. A range is the "
+        "lowest and highest of the rounds.",
         "",
+        *webhook_notes,
+        *([""] if webhook_notes else []),
     ]
     for svg in sorted(RESULTS.glob("*.svg")):
         lines.append(f"![{svg.stem}]({svg.name})")
     (RESULTS / "summary.md").write_text("\n".join(lines) + "\n")
     return "ratios " + ", ".join(headline) + "; bench/results/summary.md written"
+
+
+def _pct(figure, digits=0):
+    return show_spread(figure, digits, "%")
+
+
+DEPLOYMENT_NAMES = {"recommended": "recommended", "defaults": "Django's defaults"}
+
+
+def _webhook_summary(webhook, lines):
+    """The webhook's rows (each deployment: throughput, latency), its notes (the client's
+    CPU beside the server's) and its figures; returns (headline parts, notes)."""
+    heads, notes = [], []
+    deployments = webhook["deployments"]
+    for name, result in deployments.items():
+        label = DEPLOYMENT_NAMES.get(name, name)
+        w, b = result["sides"]["webhook"], result["sides"]["baseline"]
+        ratios, targets = result["ratios"], result.get("targets")
+        throughput = (
+            (
+                f">= {targets['throughput_ratio_min']}",
+                f"{_verdict(targets['throughput_met'])} "
+                f"(met in {targets['throughput_rounds_met']} rounds)",
+            )
+            if targets
+            else ("none", "-")
+        )
+        lines.append(
+            f"| Webhook throughput, {label} (req/s) | {show_spread(w['throughput_rps'], 0)} | "
+            f"{show_spread(b['throughput_rps'], 0)} | {show_spread(ratios['throughput'])} | "
+            f"{throughput[0]} | {throughput[1]} |"
+        )
+        p99 = (
+            (
+                f"p99 <= {targets['p99_ratio_max']}",
+                f"{_verdict(targets['p99_met'])} (met in {targets['p99_rounds_met']} rounds)",
+            )
+            if targets
+            else ("none", "-")
+        )
+        lines.append(
+            f"| Webhook latency p50 / p90 / p99, {label} (ms) | "
+            + " / ".join(f"{w[f'{p}_ms']['median']:.1f}" for p in ("p50", "p90", "p99"))
+            + " | "
+            + " / ".join(f"{b[f'{p}_ms']['median']:.1f}" for p in ("p50", "p90", "p99"))
+            + f" | p99 {show_spread(ratios['p99'])} | {p99[0]} | {p99[1]} |"
+        )
+        heads.append(f"webhook ({label}) {show_spread(ratios['throughput'])}")
+        cpu = {side: result["sides"][side]["cpu"] for side in ("baseline", "webhook")}
+        notes.append(
+            f"Webhook, {label} ({result['label']}): CPU in % of one core, median (lowest-"
+            "highest) over the rounds; "
+            + "; ".join(
+                f"{side} side: wrk {_pct(c['client']['one_core_pct'], 1)} "
+                f"(of the machine: {_pct(c['client']['machine_pct'], 1)}), gunicorn "
+                f"{_pct(c['server']['one_core_pct'])}, PostgreSQL "
+                f"{_pct(c['postgres']['one_core_pct'])}, other work "
+                f"{_pct(c['other']['one_core_pct'])}, the whole machine "
+                f"{_pct(c['machine']['one_core_pct'])} of {100 * webhook['machine']['cores']}%"
+                for side, c in cpu.items()
+            )
+            + "."
+        )
+    client = webhook["client_bottleneck"]
+    notes.append(
+        f"Webhook client: {webhook['client']['tool']}, {webhook['client']['threads']} threads, "
+        f"{webhook['client']['connections']} connections, {webhook['rounds']} rounds of "
+        f"{webhook['client']['seconds']} s per side; its busiest run used "
+        f"{100 * client['busiest_thread_share']:.0f}% of each of its threads' cores "
+        f"({'not' if client['not_the_bottleneck'] else '**may be**'} the bottleneck)"
+        + (f"; **{len(webhook['problems'])} problem(s)**" if webhook["problems"] else "")
+        + "."
+    )
+    names = list(deployments)
+    labels = [DEPLOYMENT_NAMES.get(name, name) for name in names]
+    sides = {"baseline view": "baseline", "/rchat/webhook/": "webhook"}
+    _figure(
+        "webhook_throughput",
+        figures.bars_range(
+            "Webhook ingest: throughput (median, whiskers: lowest-highest round)",
+            "requests/s",
+            labels,
+            {
+                legend: [deployments[n]["sides"][side]["throughput_rps"] for n in names]
+                for legend, side in sides.items()
+            },
+        ),
+    )
+    for name, label in zip(names, labels, strict=True):
+        _figure(
+            "webhook_latency" + ("" if name == "recommended" else f"_{name}"),
+            figures.bars_range(
+                f"Webhook ingest: latency, {label} (median, lowest-highest round)",
+                "ms",
+                ["p50", "p90", "p99"],
+                {
+                    legend: [
+                        deployments[name]["sides"][side][f"{p}_ms"] for p in ("p50", "p90", "p99")
+                    ]
+                    for legend, side in sides.items()
+                },
+            ),
+        )
+    _figure(
+        "webhook_ratios",
+        figures.bars_range(
+            "Webhook / baseline, per round (median, lowest-highest)",
+            "ratio",
+            ["throughput", "p50", "p90", "p99"],
+            {
+                label: [deployments[n]["ratios"][k] for k in ("throughput", "p50", "p90", "p99")]
+                for n, label in zip(names, labels, strict=True)
+            },
+            reference=(1.0, "same as the baseline"),
+        ),
+    )
+    # A blank line between notes: each its own paragraph.
+    return heads, [line for note in notes for line in (note, "")][:-1]
 
 
 def _figure(name, svg):

@@ -2,6 +2,9 @@
 
 Both sides of every comparison run under these settings, in the same server. DEBUG is
 off (Django keeps every query in memory with it on, which a long run would notice).
+``CONN_MAX_AGE`` comes from the environment through the project's settings and
+``CONN_HEALTH_CHECKS=1`` turns Django's check of a reused connection on, so that
+``bench.common.gunicorn`` can start either deployment the webhook benchmark compares.
 A few ``RCHAT_BENCH_*`` variables shorten rchat's waits for the fault scenarios, so a
 run is bounded in time; their values are printed with the results.
 """
@@ -9,12 +12,13 @@ run is bounded in time; their values are printed with the results.
 import os
 
 from project.settings import *  # noqa: F403
-from project.settings import INSTALLED_APPS, LOGGING, RCHAT
+from project.settings import DATABASES, INSTALLED_APPS, LOGGING, RCHAT
 
 DEBUG = False
 INSTALLED_APPS = [*INSTALLED_APPS, "bench"]
 ROOT_URLCONF = "bench.urls"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = os.environ.get("CONN_HEALTH_CHECKS") == "1"
 LOGGING = {
     **LOGGING,
     "loggers": {

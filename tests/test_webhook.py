@@ -323,7 +323,7 @@ def test_a_value_the_database_refuses_is_the_bodys_fault_400_and_kept(credential
     def refuse(*args, **kwargs):
         raise DataError("value out of range for type numeric")
 
-    monkeypatch.setattr(inbound, "_room_touch", refuse)
+    monkeypatch.setattr(inbound, "_inbound_store", refuse)
 
     response = post(body_of(), credential.signature_token)
 
@@ -372,7 +372,7 @@ def test_a_failure_of_ours_keeps_the_body_and_asks_r_chat_to_retry(credential, m
     def broken(*args, **kwargs):
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(services.inbound, "_room_touch", broken)
+    monkeypatch.setattr(services.inbound, "_inbound_store", broken)
     body = body_of(data="keep me").encode()
     response = post(body, credential.signature_token)
 

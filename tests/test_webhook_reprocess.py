@@ -33,7 +33,7 @@ def failed_by_a_bug(credential, monkeypatch):
 
     def post_during_outage(body):
         with monkeypatch.context() as patch:
-            patch.setattr(services.inbound, "_room_touch", _broken)
+            patch.setattr(services.inbound, "_inbound_store", _broken)
             assert post(body, credential).status_code == 503
         return WebhookEvent.objects.order_by("-id").first()
 

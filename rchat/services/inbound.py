@@ -5,7 +5,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, timedelta
-from functools import partial
+from functools import cache, partial
 
 from django.conf import settings
 from django.db import (
@@ -252,6 +252,19 @@ def _webhook_process(event, *, received_at, live):
 
 def _inbound_store(event, inbound, *, received_at, live):
     key, same_body_keys = _dedup_keys(inbound, event.body, received_at)
+    if live:
+        result = _inbound_ingest(event, inbound, key, same_body_keys, received_at)
+        if result is not None:
+            return result
+    return _inbound_store_general(event, inbound, key, same_body_keys, received_at, live)
+
+
+def _inbound_store_general(event, inbound, key, same_body_keys, received_at, live):
+    """Store ``inbound`` in one transaction of several statements; any database, any case.
+
+    This is the reference for what storing a message means; ``_inbound_ingest`` does
+    the same in one statement where it can, and hands every other case over to this.
+    """
     try:
         with transaction.atomic():
             # Updating the room first locks its row: every inbound message of one room
@@ -300,6 +313,255 @@ def _inbound_store(event, inbound, *, received_at, live):
     return InboundResult(event=event, message=earlier, created=False)
 
 
+# --- Ingest in one statement (PostgreSQL) ---------------------------------------------
+# Every webhook waits for its round trips to the database, and the general path above
+# takes five of them for a message (BEGIN, the room, the message, the event, COMMIT),
+# nine for a room's first one. On PostgreSQL, data-modifying CTEs (WITH … INSERT/UPDATE
+# … RETURNING) let one statement write all three rows, and a statement run in
+# autocommit is a transaction of its own: one round trip, and the rows are durable when
+# it returns. A statement is atomic: it writes all three rows or none.
+#
+# The statement stores a message only where it can tell, from what it reads, that the
+# general path would store a new one; anywhere else it writes nothing and that path
+# takes over: a redelivery, a room changed by another call while a body without a
+# message id is checked, a room's concurrent first messages. So the rules stay in one
+# place (``_inbound_store_general``), which also keeps every case the statement does
+# not try: re-processed events, SQLite and the other databases.
+
+
+def _inbound_ingest(event, inbound, key, same_body_keys, received_at):
+    """Store a new message, its room and its event in one statement; None if not done.
+
+    None means that nothing was written and the general path must decide: the database
+    is not PostgreSQL (or the three models live in different ones), or the statement
+    met a case it leaves to that path (see ``_ingest_sql``).
+    """
+    db = router.db_for_write(Message)
+    if router.db_for_write(ChatRoom) != db or router.db_for_write(WebhookEvent) != db:
+        return None
+    connection = connections[db]
+    if connection.vendor != "postgresql":
+        return None
+    about_user = _about_user(inbound)
+    preview = payloads.inbound_preview(inbound.text)
+    now = timezone.now()
+    adapt = connection.ops.adapt_datetimefield_value
+    # The parameters in the statement's order: the update of an existing room, the
+    # same-body check, then the new room, the message and the event.
+    chat = [event.credential_id, inbound.chat_id]
+    params = _room_assignment_params(adapt(received_at), preview, about_user) + chat
+    if same_body_keys:
+        window = timedelta(seconds=get_setting("DEDUP_WINDOW_SECONDS"))
+        params += [*chat, *same_body_keys, adapt(received_at - window), adapt(received_at + window)]
+    new_room = {
+        "credential_id": event.credential_id,
+        "chat_id": inbound.chat_id,
+        "channel": inbound.channel,
+        "display_name": inbound.display_name,
+        "avatar_url": inbound.avatar_url,
+        "status": ChatRoom.Status.OPEN,
+        "last_message_at": received_at,
+        "last_message_preview": preview,
+        "unread_count": 1,
+    }
+    _insert_row(ChatRoom, new_room, now, connection, params)
+    new_message = {
+        "direction": Message.Direction.IN,
+        "type": inbound.type,
+        "data": inbound.data,
+        "text": inbound.text,
+        "status": Message.Status.RECEIVED,
+        "external_id": inbound.external_id,
+        "dedup_key": key,
+        "extra": inbound.extra,
+        "sent_by_user_at": inbound.sent_at,
+    }
+    new_message = _insert_row(Message, new_message, now, connection, params, filled_in="room_id")
+    new_event = {field.attname: getattr(event, field.attname) for field in _fields(WebhookEvent)}
+    new_event.update(outcome=WebhookEvent.Outcome.PROCESSED, error="", processed_at=now)
+    new_event = _insert_row(
+        WebhookEvent, new_event, now, connection, params, filled_in="message_id"
+    )
+    sql = _ingest_sql(db, tuple(about_user), bool(same_body_keys))
+    try:
+        if connection.in_atomic_block:
+            # Inside the caller's transaction (ATOMIC_REQUESTS, a test): a savepoint, so
+            # that a failed statement leaves that transaction usable for the general path.
+            with transaction.atomic(using=db), connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                row = cursor.fetchone()
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                row = cursor.fetchone()
+    except IntegrityError:
+        # The message id was stored before (a redelivery, maybe a concurrent one): the
+        # statement wrote nothing, and the general path records the duplicate.
+        return None
+    if row is None:
+        return None
+
+    # The rows as the ORM gives them back (from_db). The room is the row as updated;
+    # psycopg already hands back aware datetimes, as the ORM's own queries get them.
+    *room_values, message_id, event_id = row
+    room = ChatRoom.from_db(db, _attnames(ChatRoom), room_values)
+    message = _saved(Message, db, new_message, message_id, room_id=room.pk)
+    message.room = room
+    event = _saved(WebhookEvent, db, new_event, event_id, message_id=message.pk)
+    event.message = message
+    # In autocommit this runs at once: the statement has committed. Inside a
+    # transaction it waits for that transaction's commit, as in the general path.
+    transaction.on_commit(partial(_message_received, message, room, True), using=db, robust=True)
+    return InboundResult(event=event, message=message, created=True)
+
+
+@cache
+def _insert_fields(model):
+    """What an INSERT of ``model`` writes, field by field: all concrete fields but the
+    primary key, in order, each as ``(field, auto, is_datetime)``: whether it is an
+    auto_now or auto_now_add field, whether it holds a datetime."""
+    return tuple(
+        (
+            field,
+            bool(getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)),
+            isinstance(field, models.DateTimeField),
+        )
+        for field in model._meta.concrete_fields
+        if not field.primary_key
+    )
+
+
+@cache
+def _attnames(model):
+    """The attribute names of ``model``'s concrete fields, in order (for ``from_db``)."""
+    return [field.attname for field in model._meta.concrete_fields]
+
+
+def _fields(model):
+    """The fields of ``_insert_fields``."""
+    return [field for field, *_ in _insert_fields(model)]
+
+
+def _insert_row(model, given, now, connection, params, *, filled_in=None):
+    """A new ``model`` row as ``save()`` would insert it; its parameters (those of
+    ``_insert_sql``) are appended to ``params``. Returns the row's values by attname.
+
+    A value is ``now`` in auto_now and auto_now_add fields (what their ``pre_save``
+    puts there), the one ``given``, or the field's default. Its parameter is converted
+    as the ORM converts it: datetimes adapted by the backend
+    (``adapt_datetimefield_value``, where DateTimeField's own conversion ends), every
+    other value by its field's ``get_db_prep_save`` (JSON wrapped for the driver with
+    the field's encoder, bytes as bytea). ``filled_in`` gets no parameter: the
+    statement fills it from the row it has just written.
+    """
+    row = {}
+    adapt = connection.ops.adapt_datetimefield_value
+    for field, auto, is_datetime in _insert_fields(model):
+        name = field.attname
+        if auto:
+            value = now
+        elif name in given:
+            value = given[name]
+        else:
+            value = field.get_default()
+        row[name] = value
+        if name != filled_in:
+            params.append(
+                adapt(value) if is_datetime else field.get_db_prep_save(value, connection)
+            )
+    return row
+
+
+def _saved(model, db, row, pk, **values):
+    """The ``model`` instance of a row just inserted, built by ``from_db`` as the ORM
+    builds the rows it reads: the values of ``row``, the primary key ``pk`` and the
+    attributes in ``values``."""
+    row = {**row, **values, model._meta.pk.attname: pk}
+    return model.from_db(db, _attnames(model), [row[name] for name in _attnames(model)])
+
+
+@cache
+def _ingest_sql(db, about_user, same_body):
+    """The ingest statement for database ``db``, built once per shape: ``about_user``
+    names the room fields the message sets, ``same_body`` is True for a body without a
+    message id that is checked against earlier ones.
+
+    Its CTEs, and what each guarantees while other calls run at the same time (READ
+    COMMITTED: the statement reads one snapshot, taken when it starts; an UPDATE that
+    waited for a row's lock works on the row as the other transaction left it):
+
+    ``updated``: an existing room records the message as ``_room_update`` does (the
+    newer message wins the last message, one more unread, open again, the end user's
+    details). Its UPDATE locks the row, so the calls for one room are stored one after
+    the other. With a message id, a redelivery is stopped by the unique (room,
+    dedup_key): the message INSERT below fails, concurrent or not, and the whole
+    statement with it. A body without an id has no such guard across the window's
+    periods: the earlier same-body messages are looked for, but in the snapshot, which
+    does not show one stored by a call that committed meanwhile. So the room is only
+    updated while its row is the version the snapshot saw (the same ``xmin``, the
+    transaction that wrote the version): every stored message updates its room, so an
+    unchanged row means that no message came in since the snapshot, and the lock keeps
+    any other out until this one commits. A changed row is left alone.
+
+    ``created``: when no room was updated, a room is inserted with the message already
+    recorded on it. If the room exists after all (left alone above, or inserted by a
+    concurrent first message), ON CONFLICT DO NOTHING inserts nothing. (INSERT … ON
+    CONFLICT DO UPDATE could record every message this way, but would draw a room id
+    from the sequence for each one.)
+
+    ``room``: the row one of the two wrote, if any; ``message`` and ``event`` insert a
+    row for each room row. The statement returns one row (the room, the message id,
+    the event id) when it stored the message, and none when it wrote nothing.
+    """
+    connection = connections[db]
+    quote = connection.ops.quote_name
+    room_table = quote(ChatRoom._meta.db_table)
+    message_table = quote(Message._meta.db_table)
+    room = {field.attname: quote(field.column) for field in ChatRoom._meta.concrete_fields}
+    message = {field.attname: quote(field.column) for field in Message._meta.concrete_fields}
+    this_room = f"{room['credential_id']} = %s AND {room['chat_id']} = %s"
+    unchanged = ""
+    if same_body:
+        unchanged = (
+            f" AND xmin = (SELECT xmin FROM {room_table} WHERE {this_room})"  # noqa: S608
+            f" AND NOT EXISTS (SELECT FROM {message_table} "
+            f"WHERE {message['room_id']} = {room_table}.{room['id']} "
+            f"AND {message['dedup_key']} IN (%s, %s, %s) "
+            f"AND {message['created_at']} > %s AND {message['created_at']} < %s)"
+        )
+    room_columns = ", ".join(room.values())
+    event = {field.attname: quote(field.column) for field in WebhookEvent._meta.concrete_fields}
+    message_id = f"message.{message['id']}"
+    return f"""WITH updated AS (
+    UPDATE {room_table} SET {", ".join(_room_assignments(room, about_user))}
+    WHERE {this_room}{unchanged}
+    RETURNING {room_columns}
+), created AS (
+    {_insert_sql(connection, ChatRoom, "WHERE NOT EXISTS (SELECT FROM updated)")}
+    ON CONFLICT ({room["credential_id"]}, {room["chat_id"]}) DO NOTHING
+    RETURNING {room_columns}
+), room AS (
+    SELECT * FROM updated UNION ALL SELECT * FROM created
+), message AS (
+    {_insert_sql(connection, Message, "FROM room", room_id=f"room.{room['id']}")}
+    RETURNING {message["id"]}
+), event AS (
+    {_insert_sql(connection, WebhookEvent, "FROM message", message_id=message_id)}
+    RETURNING {event["message_id"]}, {event["id"]}
+)
+SELECT room.*, event.* FROM room, event"""  # noqa: S608 - names from _meta, quoted; values are parameters
+
+
+def _insert_sql(connection, model, source, **filled_in):
+    """``INSERT INTO … SELECT …`` of one row of ``model`` per row of ``source``: the
+    columns of ``_insert_row``, and the SQL expressions of ``filled_in``."""
+    quote = connection.ops.quote_name
+    fields = _fields(model)
+    columns = ", ".join(quote(field.column) for field in fields)
+    values = ", ".join(filled_in.get(field.attname, "%s") for field in fields)
+    return f"INSERT INTO {quote(model._meta.db_table)} ({columns}) SELECT {values} {source}"
+
+
 def _dedup_keys(inbound, body, received_at):
     """The new message's dedup key, and the keys an earlier same-body message may have.
 
@@ -337,12 +599,7 @@ def _room_touch(credential_id, inbound, at):
     Returns the room as it is after the update. An older message (re-processed)
     does not replace a newer last message.
     """
-    # What R-Chat tells about the end user is the latest word on them.
-    about_user = {
-        name: getattr(inbound, name)
-        for name in ("channel", "display_name", "avatar_url")
-        if getattr(inbound, name)
-    }
+    about_user = _about_user(inbound)
     preview = payloads.inbound_preview(inbound.text)
     room = _room_update(credential_id, inbound.chat_id, at, preview, about_user)
     if room is None:
@@ -365,6 +622,16 @@ def _room_touch(credential_id, inbound, at):
     if room is None:
         raise RuntimeError(f"Chat room {inbound.chat_id!r} disappeared while being created.")
     return room
+
+
+def _about_user(inbound):
+    """The room fields ``inbound`` updates: what R-Chat tells about the end user is the
+    latest word on them, and a detail it leaves out keeps the room's."""
+    return {
+        name: getattr(inbound, name)
+        for name in ("channel", "display_name", "avatar_url")
+        if getattr(inbound, name)
+    }
 
 
 def _room_update(credential_id, chat_id, at, preview, about_user):
@@ -410,19 +677,11 @@ def _room_update_returning(connection, db, credential_id, chat_id, at, preview, 
     fields = meta.concrete_fields
     quote = connection.ops.quote_name
     column = {field.attname: quote(field.column) for field in fields}
-    last_at, last_preview = column["last_message_at"], column["last_message_preview"]
-    # Every SET expression sees the row as it was, so both CASEs test the old time.
-    newer = f"({last_at} IS NULL OR {last_at} <= %s)"
-    assignments = [
-        f"{last_at} = CASE WHEN {newer} THEN %s ELSE {last_at} END",
-        f"{last_preview} = CASE WHEN {newer} THEN %s ELSE {last_preview} END",
-        f"{column['unread_count']} = {column['unread_count']} + 1",
-        f"{column['status']} = %s",
-        *(f"{column[name]} = %s" for name in about_user),
-    ]
-    at_value = connection.ops.adapt_datetimefield_value(at)
-    params = [at_value, at_value, at_value, preview, ChatRoom.Status.OPEN]
-    params += [*about_user.values(), credential_id, chat_id]
+    assignments = _room_assignments(column, about_user)
+    params = _room_assignment_params(
+        connection.ops.adapt_datetimefield_value(at), preview, about_user
+    )
+    params += [credential_id, chat_id]
     sql = (
         f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "  # noqa: S608
         f"WHERE {column['credential_id']} = %s AND {column['chat_id']} = %s "
@@ -436,6 +695,26 @@ def _room_update_returning(connection, db, credential_id, chat_id, at, preview, 
     return ChatRoom.from_db(
         db, list(column), [_db_value(f, v) for f, v in zip(fields, row, strict=True)]
     )
+
+
+def _room_assignments(column, about_user):
+    """The SET list recording an inbound message on its room (``column``: quoted column
+    names by attname); its parameters are ``_room_assignment_params``."""
+    last_at, last_preview = column["last_message_at"], column["last_message_preview"]
+    # Every SET expression sees the row as it was, so both CASEs test the old time.
+    newer = f"({last_at} IS NULL OR {last_at} <= %s)"
+    return [
+        f"{last_at} = CASE WHEN {newer} THEN %s ELSE {last_at} END",
+        f"{last_preview} = CASE WHEN {newer} THEN %s ELSE {last_preview} END",
+        f"{column['unread_count']} = {column['unread_count']} + 1",
+        f"{column['status']} = %s",
+        *(f"{column[name]} = %s" for name in about_user),
+    ]
+
+
+def _room_assignment_params(at, preview, about_user):
+    """The parameters of ``_room_assignments``; ``at`` already adapted by the backend."""
+    return [at, at, at, preview, ChatRoom.Status.OPEN, *about_user.values()]
 
 
 def _db_value(field, value):
