@@ -1,42 +1,295 @@
-"""Outbound delivery through Celery against a plain requests.Session loop; worker memory.
+"""Outbound delivery: rchat's workers against a requests.Session loop, history, backlog,
+scaling and worker memory.
 
-``python -m bench.outbound --database URL --broker URL [--messages N] [--memory N]``
+``python -m bench.outbound --database URL --broker URL [--quick] [--parts ...]``
 (``bench.run`` calls it on a fresh database and an emptied Redis database).
 
-Both sides post to the same sandbox (its own process) with the same concurrency:
-``--processes`` worker processes of ``--threads`` threads each for Celery, as many
-processes and threads each holding a requests.Session for the baseline. The Celery
-side starts with N rows ``queued`` (as ``services.message_send`` leaves them) and its
-clock runs from the first wake-up to the last message marked sent.
+Every part is measured in rounds, and each round measures both of its sides back to
+back, alternating which goes first; a ratio is reported as the median of the rounds'
+ratios with the lowest and highest (``bench.measure.spread``).
+
+- **compare**: rchat (P Celery worker processes x T threads) against the baseline
+  (``bench.sessionloop``: P processes x T threads, a ``requests.Session`` each), both
+  posting to the same sandbox in its own process, at 1 and at 10 messages per room.
+- **history**: rooms with 1,000 old sent messages each against rooms with none.
+- **backlog**: 100,000 messages queued over 10,000 rooms against 1,000 over 1,000.
+- **scaling**: one worker process against two.
+- **memory**: each worker's RSS after its first 1,000 deliveries and after all of
+  them (every part's; more than 100,000 each in the full run), read after every
+  measurement, the deliveries counted from the worker's own log of each drain.
+
+How rchat's side is timed: the rows are written ``queued`` in bulk (as
+``services.message_send`` leaves them: a new idempotency key each, ``next_attempt_at``
+now) and their rooms made due (``delivery.rooms_mark_ready``), in one transaction.
+The tables are then vacuumed and analysed (``VACUUM ANALYZE``: the PostgreSQL these
+runs use has autovacuum off, so dead rows from the previous measurement would
+otherwise stay). The clock starts at ``broker.drain_wake()`` (one wake-up, as a send
+makes) and stops when a poll every 20 ms finds no pending row left; the sandbox must
+then hold every message once, each room's in order. CPU of every process involved is
+read from the kernel over the same span (``bench.measure.CpuWatch``).
 """
 
 import argparse
-import multiprocessing
-import tempfile
-import threading
+import os
+import re
 import time
-from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
+from . import profile, sessionloop
 from .common import (
+    RESULTS,
     TOKEN,
+    BenchError,
     SandboxProcess,
     django_setup,
     flush_redis,
-    progress,
+    ratio_spread,
     rss_bytes,
     say,
+    spread,
     start_worker,
     stop_process,
     write_json,
 )
+from .measure import (
+    CpuWatch,
+    cpu_line,
+    exit_on_sigterm,
+    log_folder,
+    named,
+    redis_db_free,
+    show,
+)
 
-SEND_PATH = "/api/v1/external/send-message"
+PARTS = ("compare", "history", "backlog", "scaling")
+SIZES = {
+    "quick": {
+        "rounds": 2,
+        "compare": 1000,
+        "history_rooms": 300,
+        "backlog": (10_000, 1_000),
+        "backlog_rounds": 2,
+        "shallow": 1_000,
+        "scaling": 1000,
+    },
+    "full": {
+        "rounds": 5,
+        "compare": 10_000,
+        "history_rooms": 2_000,
+        "backlog": (100_000, 10_000),
+        "backlog_rounds": 3,
+        "shallow": 1_000,
+        "scaling": 10_000,
+    },
+}
+HISTORY_DEPTH = 1_000
+POLL_SECONDS = 0.02
+PROCESSES, THREADS = 2, 4
+TEXT = "{tag} ข้อความ {n}"
+NUMBER = re.compile(r"(\d+)$")
+#: A drain's result as the worker logs it: "... drain_outbound[...] succeeded in 0.2s:
+#: {'batches': 1, 'claimed': 100, 'sent': 100, ...}".
+DRAIN_SENT = re.compile(rb"drain_outbound\[[^\]]*\] succeeded in [0-9.e-]+s: \{[^}]*'sent': (\d+)")
 
 
-def credential_and_rooms(sandbox_url, rooms):
+class Bench:
+    """The sandbox, the credential and the workers every part uses."""
+
+    def __init__(self, args, logs, sandbox):
+        self.args = args
+        self.logs = logs
+        self.sandbox = sandbox
+        self.credential = _credential(sandbox.url)
+        self.workers = []
+        self.names = {}
+        self._rooms = {}
+        # Per worker pid: where its log was read up to, its deliveries, RSS samples.
+        self.memory = {}
+
+    # --- processes ------------------------------------------------------------------
+
+    def workers_start(self, count, env=None):
+        """Start workers until there are ``count``; ``env`` adds to the new ones' own."""
+        env = {"CONN_MAX_AGE": 60, **self.args.worker_env, **(env or {})}
+
+        def start(_number):
+            return start_worker(
+                self.args.database,
+                self.args.broker,
+                concurrency=self.args.threads,
+                log_dir=self.logs,
+                env_extra=env,
+            )
+
+        # Started side by side: each takes a few seconds to be ready.
+        with ThreadPoolExecutor() as pool:
+            self.workers.extend(pool.map(start, range(count - len(self.workers))))
+        self.names = _worker_names(self.workers)
+        for worker in self.workers:
+            self.memory.setdefault(worker.pid, {"read": 0, "delivered": 0, "samples": []})
+
+    def memory_sample(self):
+        """Each worker's deliveries so far (its log's drain results) and RSS now."""
+        time.sleep(0.5)  # the drains' last records are logged, the threads idle
+        for worker in self.workers:
+            state = self.memory[worker.pid]
+            with open(worker.log, "rb") as log:
+                log.seek(state["read"])
+                text = log.read()
+            # Only whole lines: the rest is read next time.
+            text = text[: text.rfind(b"\n") + 1]
+            state["read"] += len(text)
+            state["delivered"] += sum(int(n) for n in DRAIN_SENT.findall(text))
+            state["samples"].append(
+                {
+                    "deliveries": state["delivered"],
+                    "rss_mib": round(rss_bytes(worker.pid) / 2**20, 1),
+                }
+            )
+
+    def workers_stop(self):
+        for worker in self.workers:
+            stop_process(worker)
+        self.workers = []
+        self.names = {}
+
+    def consuming(self, count=None, *, only=None):
+        """Let the first ``count`` workers (or those in ``only``) take tasks, the others
+        none: they stay idle."""
+        from project.celery import app
+
+        chosen = self.workers[:count] if only is None else only
+        for worker in self.workers:
+            name = self.names[worker.pid]
+            command = app.control.add_consumer if worker in chosen else app.control.cancel_consumer
+            answer = command("celery", destination=[name], reply=True, timeout=5)
+            if not answer:
+                raise BenchError(f"worker {name} did not answer a consumer change")
+
+    def watch(self, clients=None):
+        groups = {
+            "sandbox": [self.sandbox.process.pid],
+            "workers": [w.pid for w in self.workers],
+            "bench": [os.getpid()],
+            "postgres": named("postgres"),
+            "redis": named("redis-server"),
+        }
+        if clients:
+            groups["clients"] = clients
+        return CpuWatch(groups)
+
+    # --- rooms ----------------------------------------------------------------------
+
+    def rooms(self, tag, count):
+        """``count`` chat rooms named ``tag-<n>`` (created once): [(id, chat_id)]."""
+        key = (tag, count)
+        if key not in self._rooms:
+            from django.utils import timezone
+
+            from rchat.models import ChatRoom
+
+            now = timezone.now()
+            names = [f"{tag}-{n}" for n in range(count)]
+            ChatRoom.objects.bulk_create(
+                [
+                    ChatRoom(credential=self.credential, chat_id=name, last_message_at=now)
+                    for name in names
+                ],
+                batch_size=5000,
+                ignore_conflicts=True,
+            )
+            found = dict(
+                ChatRoom.objects.filter(credential=self.credential, chat_id__in=names).values_list(
+                    "chat_id", "pk"
+                )
+            )
+            self._rooms[key] = [(found[name], name) for name in names]
+        return self._rooms[key]
+
+    # --- the two sides ----------------------------------------------------------------
+
+    def rchat(self, rooms, count, tag, *, label, buckets=False):
+        """Deliver ``count`` messages round-robin over ``rooms`` through the workers."""
+        from rchat import broker
+
+        first = queue(rooms, count, tag)
+        vacuum()
+        self.sandbox.client.reset()
+        broker.drain_flag_clear()
+        watch = self.watch().start()
+        start = time.time()
+        broker.drain_wake()
+        # A generous bound: far beyond the slowest rate seen (50 messages/s).
+        timeout = max(self.args.max_seconds, count / 50)
+        wait_delivered(first, count, label=label, timeout=timeout)
+        end = time.time()
+        cpu = watch.stop()
+        result = self._result(count, start, end, cpu, tag)
+        result["statuses"] = statuses_from(first)
+        if result["statuses"].get("sent") != count:
+            raise BenchError(f"{label}: not every message was sent: {result['statuses']}")
+        if buckets:
+            result["per_second"] = per_second(first, start)
+        self.memory_sample()
+        return result
+
+    def baseline(self, rooms, count, tag, *, label):
+        """Send the same bodies from the Session loops (no rows, no order)."""
+        from rchat.services.delivery import idempotency_key_new
+
+        bodies = [
+            sessionloop.body(rooms[n % len(rooms)][1], TEXT.format(tag=tag, n=n), key)
+            for n, key in ((n, idempotency_key_new()) for n in range(count))
+        ]
+        self.sandbox.client.reset()
+        watch = self.watch()
+        run = sessionloop.run(
+            self.sandbox.url + sessionloop.SEND_PATH,
+            bodies,
+            processes=self.args.processes,
+            threads=self.args.threads,
+            on_start=watch.start,
+        )
+        cpu = watch.stop(extra={"clients": run["cpu_s"]})
+        cpu.pop("workers", None)  # idle meanwhile; the clients did the sending
+        say(f"  {label}: {count}/{count} sent")
+        result = self._result(count, run["start"], run["end"], cpu, tag)
+        result["statuses"] = run["statuses"]
+        if run["statuses"] != {"200": count}:
+            raise BenchError(f"{label}: the sandbox answered {run['statuses']}")
+        return result
+
+    def _result(self, count, start, end, cpu, tag):
+        received = self.sandbox.client.received()
+        repeated = self.sandbox.client.info()["repeated_keys"]
+        out_of_order = order_breaks(received)
+        seconds = end - start
+        if len(received) != count:
+            raise BenchError(f"{tag}: the sandbox received {len(received)} of {count}")
+        return {
+            "messages": count,
+            "seconds": round(seconds, 3),
+            "rate": round(count / seconds, 1),
+            # CPU per message, in milliseconds, of each process group.
+            "cpu_ms_per_message": {
+                group: round(figure["cpu_s"] * 1000 / count, 3)
+                for group, figure in cpu.items()
+                if isinstance(figure, dict) and "cpu_s" in figure
+            },
+            "received": len(received),
+            "repeated_keys": repeated,
+            "out_of_order": out_of_order,
+            "cpu": cpu,
+        }
+
+
+# --- Rows ---------------------------------------------------------------------------------
+
+
+def _credential(sandbox_url):
     from django.utils import timezone
 
-    from rchat.models import ChatRoom, Credential
+    from rchat.models import Credential
 
     credential, _ = Credential.objects.update_or_create(
         name="bench-outbound",
@@ -45,252 +298,448 @@ def credential_and_rooms(sandbox_url, rooms):
             "base_url": sandbox_url,
             "status": Credential.Status.ACTIVE,
             "registered_at": timezone.now(),
+            "send_rate": None,
         },
     )
-    existing = set(ChatRoom.objects.filter(credential=credential).values_list("chat_id", flat=True))
-    ChatRoom.objects.bulk_create(
-        ChatRoom(credential=credential, chat_id=f"out-{n}", last_message_at=timezone.now())
-        for n in range(rooms)
-        if f"out-{n}" not in existing
-    )
-    return list(
-        ChatRoom.objects.filter(credential=credential).order_by("pk").values_list("pk", flat=True)
-    )
+    return credential
 
 
-def queue_rows(room_ids, count, tag):
-    """``count`` queued outbound text messages, round-robin over the rooms; their ids."""
+def queue(rooms, count, tag):
+    """``count`` queued messages, message n to room n mod len(rooms); the first id.
+
+    Written as ``services.message_send`` writes them (a new idempotency key each, due
+    now), in bulk, and their rooms made due, in one transaction. Ids grow with n, so
+    each room's messages are in the order of n.
+    """
+    from django.db import transaction
     from django.utils import timezone
 
     from rchat.models import Message
+    from rchat.services import delivery
 
     now = timezone.now()
-    rows = [
-        Message(
-            room_id=room_ids[n % len(room_ids)],
-            direction=Message.Direction.OUT,
-            type="text",
-            data=f"{tag} ข้อความ {n}",
-            text=f"{tag} ข้อความ {n}",
-            status=Message.Status.QUEUED,
-            next_attempt_at=now,
+    rows = []
+    for n in range(count):
+        text = TEXT.format(tag=tag, n=n)
+        rows.append(
+            Message(
+                room_id=rooms[n % len(rooms)][0],
+                direction=Message.Direction.OUT,
+                type="text",
+                data=text,
+                text=text,
+                status=Message.Status.QUEUED,
+                next_attempt_at=now,
+                dedup_key=delivery.idempotency_key_new(),
+            )
         )
-        for n in range(count)
-    ]
-    created = []
-    for start in range(0, len(rows), 1000):
-        created.extend(Message.objects.bulk_create(rows[start : start + 1000]))
-    return [row.pk for row in created]
+    with transaction.atomic():
+        made = Message.objects.bulk_create(rows, batch_size=5000)
+        delivery.rooms_mark_ready(room_ids=[pk for pk, _chat in rooms[:count]], now=now)
+    return made[0].pk
 
 
-def wake(message_ids):
-    """One wake-up per message, as ``message_send`` sends them, over one connection."""
-    from rchat.tasks import deliver_message
+def vacuum():
+    """VACUUM ANALYZE the delivery tables (autovacuum is off on the benchmark's server)."""
+    from django.db import connection
 
-    with deliver_message.app.producer_or_acquire() as producer:
-        for message_id in message_ids:
-            deliver_message.apply_async((message_id,), producer=producer)
+    from rchat.models import ChatRoom, DeliveryAttempt, Message
+
+    tables = ", ".join(
+        connection.ops.quote_name(m._meta.db_table) for m in (Message, ChatRoom, DeliveryAttempt)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"VACUUM ANALYZE {tables}")
 
 
-def wait_sent(total, *, timeout, label, first_id=0):
-    """Wait until ``total`` outbound messages from ``first_id`` on are sent."""
+def wait_delivered(first, count, *, label, timeout):
+    """Poll (every 20 ms, one index probe) until no message from ``first`` on is pending."""
+    from django.db import connection
+
+    pending = (
+        "SELECT EXISTS (SELECT 1 FROM rchat_message WHERE id >= %s "
+        "AND status IN ('queued', 'sending'))"
+    )
+    sent = "SELECT count(*) FROM rchat_message WHERE id >= %s AND status = 'sent'"
+    clock = time.monotonic()
+    shown = clock
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(pending, [first])
+            if not cursor.fetchone()[0]:
+                break
+            now = time.monotonic()
+            if now - clock > timeout:
+                raise BenchError(f"{label}: still pending after {timeout:.0f} s")
+            if count >= 5000 and now - shown >= 2.0:
+                cursor.execute(sent, [first])
+                done = cursor.fetchone()[0]
+                print(f"  {label}: {done}/{count} sent, {now - clock:.0f} s", end="\r", flush=True)
+                shown = now
+            time.sleep(POLL_SECONDS)
+    print(f"  {label}: {count}/{count} sent in {time.monotonic() - clock:.1f} s".ljust(60))
+
+
+def statuses_from(first):
+    from django.db.models import Count
+
     from rchat.models import Message
 
-    deadline = time.monotonic() + timeout
-    while True:
-        sent = Message.objects.filter(direction="out", status="sent", pk__gte=first_id).count()
-        progress(label, min(sent, total), total)
-        if sent >= total:
-            return sent
-        if time.monotonic() > deadline:
-            states = Counter(Message.objects.values_list("status", flat=True))
-            print()
-            raise TimeoutError(f"{label}: {sent}/{total} sent after {timeout:.0f} s ({states})")
-        time.sleep(0.25)
+    return dict(
+        Message.objects.filter(pk__gte=first, direction="out")
+        .values_list("status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
 
 
-def duplicates(received):
-    seen = Counter((m.get("chat_id"), str(m.get("message", {}).get("data"))) for m in received)
-    return sum(count - 1 for count in seen.values() if count > 1)
+def per_second(first, start):
+    """Messages sent in each second after ``start``: [(second, count)], from sent_at."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT floor(extract(epoch FROM sent_at) - %s)::int AS s, count(*) "
+            "FROM rchat_message WHERE id >= %s AND sent_at IS NOT NULL GROUP BY s ORDER BY s",
+            [start, first],
+        )
+        return [list(row) for row in cursor.fetchall()]
 
 
-# --- The baseline -----------------------------------------------------------------------
+def order_breaks(received):
+    """How many messages reached their chat after a later one of the same chat."""
+    last, breaks = {}, 0
+    for each in received:
+        found = NUMBER.search(str(each["message"]["data"]))
+        number = int(found[1]) if found else 0
+        if number < last.get(each["chat_id"], -1):
+            breaks += 1
+        last[each["chat_id"]] = max(number, last.get(each["chat_id"], -1))
+    return breaks
 
 
-def _baseline_process(job):
-    import requests
+def history_add(rooms, depth):
+    """``depth`` old messages in each room (half inbound, half outbound and sent with a
+    DeliveryAttempt each), written by PostgreSQL itself."""
+    from django.db import connection
 
-    url, jobs_per_thread = job
-    statuses = Counter()
-    lock = threading.Lock()
+    ids = [pk for pk, _chat in rooms]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO rchat_message (room_id, direction, type, data, text, status,
+                external_id, dedup_key, extra, attempts, last_error, created_at,
+                next_attempt_at, sent_at, updated_at)
+            SELECT r.id,
+                CASE WHEN g %% 2 = 0 THEN 'in' ELSE 'out' END, 'text',
+                to_jsonb('old ' || g), 'old ' || g,
+                CASE WHEN g %% 2 = 0 THEN 'received' ELSE 'sent' END,
+                'ext-' || r.id || '-' || g,
+                CASE WHEN g %% 2 = 0 THEN 'in-' || r.id || '-' || g
+                     ELSE 'rchat-' || md5(r.id || '-' || g) END,
+                '{}', CASE WHEN g %% 2 = 0 THEN 0 ELSE 1 END, '',
+                now() - make_interval(secs => %s - g), NULL,
+                CASE WHEN g %% 2 = 0 THEN NULL ELSE now() - make_interval(secs => %s - g) END,
+                now() - make_interval(secs => %s - g)
+            FROM unnest(%s::bigint[]) AS r(id), generate_series(1, %s) AS g
+            ORDER BY r.id, g
+            """,
+            [depth * 60, depth * 60, depth * 60, ids, depth],
+        )
+        cursor.execute(
+            """
+            INSERT INTO rchat_deliveryattempt (message_id, started_at, duration_ms,
+                http_status, outcome, error_type, error)
+            SELECT id, sent_at, 3, 200, 'sent', '', '' FROM rchat_message
+            WHERE room_id = ANY(%s) AND direction = 'out' AND status = 'sent'
+            """,
+            [ids],
+        )
 
-    def run(bodies):
-        session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {TOKEN}"
-        for body in bodies:
-            answer = session.post(url, json=body, timeout=30)
-            with lock:
-                statuses[answer.status_code] += 1
 
-    threads = [threading.Thread(target=run, args=(bodies,)) for bodies in jobs_per_thread]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return statuses
+def _worker_names(workers):
+    from project.celery import app
 
-
-def baseline_run(sandbox_url, messages, rooms, processes, threads):
-    bodies = [
-        {"message": {"type": "text", "data": f"base ข้อความ {n}"}, "chat_id": f"out-{n % rooms}"}
-        for n in range(messages)
-    ]
-    share = processes * threads
-    jobs = [
-        (sandbox_url + SEND_PATH, [bodies[p * threads + t :: share] for t in range(threads)])
-        for p in range(processes)
-    ]
-    clock = time.perf_counter()
-    with multiprocessing.get_context("fork").Pool(processes) as pool:
-        outcomes = pool.map(_baseline_process, jobs)
-    seconds = time.perf_counter() - clock
-    statuses = sum(outcomes, Counter())
-    return seconds, statuses
+    for _try in range(10):
+        stats = app.control.inspect(timeout=2).stats() or {}
+        names = {info["pid"]: name for name, info in stats.items()}
+        if all(w.pid in names for w in workers):
+            return names
+    raise BenchError("the workers did not answer celery inspect stats")
 
 
 # --- The parts ----------------------------------------------------------------------------
 
 
-def outbound(args, sandbox, logs):
-    from rchat.models import Message
-
-    room_ids = credential_and_rooms(sandbox.url, args.rooms)
-    # Older pending messages would hold newer ones back (per-room order).
-    Message.objects.filter(direction="out").delete()
-    sides = {}
-
-    sandbox.client.reset()
-    seconds, statuses = baseline_run(
-        sandbox.url, args.messages, args.rooms, args.processes, args.threads
-    )
-    received = sandbox.client.received()
-    sides["baseline"] = {
-        "messages": args.messages,
-        "seconds": round(seconds, 3),
-        "per_second": round(args.messages / seconds, 1),
-        "received": len(received),
-        "duplicated": duplicates(received),
-        "statuses": {str(k): v for k, v in statuses.items()},
-    }
-    say(f"  baseline: {sides['baseline']['per_second']} messages/s")
-
-    sandbox.client.reset()
-    workers = [
-        start_worker(args.database, args.broker, concurrency=args.threads, log_dir=logs)
-        for _ in range(args.processes)
-    ]
-    try:
-        ids = queue_rows(room_ids, args.messages, "celery")
-        clock = time.perf_counter()
-        wake(ids)
-        wait_sent(len(ids), timeout=args.max_seconds, label="celery: sent", first_id=ids[0])
-        seconds = time.perf_counter() - clock
-    finally:
-        for worker in workers:
-            stop_process(worker)
-    received = sandbox.client.received()
-    sides["celery"] = {
-        "messages": args.messages,
-        "seconds": round(seconds, 3),
-        "per_second": round(args.messages / seconds, 1),
-        "received": len(received),
-        "duplicated": duplicates(received),
-    }
-    say(f"  celery: {sides['celery']['per_second']} messages/s")
-    ratio = round(sides["celery"]["per_second"] / sides["baseline"]["per_second"], 3)
-    payload = {
-        "what": "messages/s from queued to received by the sandbox: Celery against requests",
-        "concurrency": f"{args.processes} processes x {args.threads} threads on each side",
-        "rooms": args.rooms,
-        "sides": sides,
-        "ratio": ratio,
-        "target": {"ratio_min": 0.7},
-    }
-    write_json(args.out, payload)
-    say(
-        f"Outbound done: Celery {sides['celery']['per_second']} vs requests "
-        f"{sides['baseline']['per_second']} messages/s (ratio {ratio}), "
-        f"{sides['celery']['received']} received, {sides['celery']['duplicated']} duplicated."
-    )
+def _pairs(bench, rounds, sides, *, title):
+    """Run ``sides`` ({name: callable(round) -> result}) ``rounds`` times, alternating
+    which goes first; {name: [result per round]}."""
+    runs = {name: [] for name in sides}
+    names = list(sides)
+    for number in range(rounds):
+        order = names if number % 2 == 0 else names[::-1]
+        say(f"{title}: round {number + 1}/{rounds} ({' first, then '.join(order)})")
+        for name in order:
+            result = sides[name](number)
+            runs[name].append(result)
+            say(f"    {name}: {result['rate']:.0f} msg/s; {cpu_line(result['cpu'], CPU_NAMES)}")
+    return runs
 
 
-def memory(args, sandbox, logs):
-    from rchat.models import Message
+CPU_NAMES = ("sandbox", "workers", "clients", "postgres", "others")
 
-    room_ids = credential_and_rooms(sandbox.url, args.rooms)
-    Message.objects.filter(direction="out").delete()
-    checkpoints = sorted({100, *(c for c in (1000, 2500, 5000) if c < args.memory), args.memory})
-    worker = start_worker(args.database, args.broker, concurrency=args.threads, log_dir=logs)
-    samples = []
-    try:
-        done = 0
-        for checkpoint in checkpoints:
-            sandbox.client.reset()
-            ids = queue_rows(room_ids, checkpoint - done, f"mem{checkpoint}")
-            wake(ids)
-            wait_sent(
-                checkpoint - done,
-                timeout=args.max_seconds,
-                label="worker memory: sent",
-                first_id=ids[0],
-            )
-            done = checkpoint
-            time.sleep(1.0)  # let the pool's threads go idle before reading RSS
-            samples.append(
-                {"deliveries": checkpoint, "rss_mib": round(rss_bytes(worker.pid) / 2**20, 1)}
-            )
-            say(f"    after {checkpoint} deliveries: RSS {samples[-1]['rss_mib']} MiB")
-    finally:
-        stop_process(worker)
-    growth = round(samples[-1]["rss_mib"] / samples[0]["rss_mib"], 3)
-    write_json(
-        "memory",
-        {
-            "what": "RSS of one Celery worker (threads pool) after N deliveries",
-            "concurrency": args.threads,
-            "samples": samples,
-            "growth_ratio": growth,
-            "target": {"growth_ratio_max": 1.1},
+
+def _summary(runs, top, bottom):
+    return {
+        "rate": {name: spread([r["rate"] for r in results], 1) for name, results in runs.items()},
+        "ratio": ratio_spread([r["rate"] for r in runs[top]], [r["rate"] for r in runs[bottom]]),
+        "cpu_ms_per_message": {
+            name: {
+                group: spread([r["cpu_ms_per_message"][group] for r in results])
+                for group in results[0]["cpu_ms_per_message"]
+            }
+            for name, results in runs.items()
         },
+        "cpu_one_core_pct": {
+            name: {
+                group: spread(
+                    [r["cpu"][group]["one_core_pct"] for r in results if group in r["cpu"]], 1
+                )
+                for group in (*CPU_NAMES, "redis", "bench", "machine")
+                if any(group in r["cpu"] for r in results)
+            }
+            for name, results in runs.items()
+        },
+    }
+
+
+def part_compare(bench, size):
+    """rchat against the Session loops, at 1 and at 10 messages per room."""
+    bench.consuming(len(bench.workers))
+    count = size["compare"]
+    shapes = {}
+    for per_room in (1, 10):
+        rooms = bench.rooms(f"cmp{per_room}", count // per_room)
+        label = f"{per_room} per room"
+        sides = {
+            "rchat": lambda n, rooms=rooms, label=label: bench.rchat(
+                rooms, count, f"r{n}", label=f"rchat, {label}"
+            ),
+            "baseline": lambda n, rooms=rooms, label=label: bench.baseline(
+                rooms, count, f"b{n}", label=f"baseline, {label}"
+            ),
+        }
+        runs = _pairs(bench, size["rounds"], sides, title=f"Outbound {label}")
+        shapes[label] = {
+            "messages": count,
+            "rooms": len(rooms),
+            **_summary(runs, "rchat", "baseline"),
+        }
+        shapes[label]["runs"] = runs
+        say(f"  {label}: ratio {show(shapes[label]['ratio'])}")
+    return shapes
+
+
+def part_history(bench, size):
+    """Rooms with 1,000 old messages each against new rooms, one message per room."""
+    bench.consuming(len(bench.workers))
+    count = size["history_rooms"]
+    old = bench.rooms("hist", count)
+    say(f"History: writing {HISTORY_DEPTH} old messages in each of {count} rooms")
+    clock = time.monotonic()
+    history_add(old, HISTORY_DEPTH)
+    vacuum()
+    say(f"  {count * HISTORY_DEPTH} old messages written in {time.monotonic() - clock:.0f} s")
+    sides = {
+        "history": lambda n: bench.rchat(old, count, f"h{n}", label="rooms with history"),
+        # New rooms every round: none has anything but this message.
+        "new": lambda n: bench.rchat(
+            bench.rooms(f"new{n}", count), count, f"n{n}", label="new rooms"
+        ),
+    }
+    runs = _pairs(bench, size["rounds"], sides, title="History")
+    result = {
+        "rooms": count,
+        "old_messages_per_room": HISTORY_DEPTH,
+        **_summary(runs, "history", "new"),
+        "runs": runs,
+    }
+    say(f"  history / new: ratio {show(result['ratio'])}")
+    return result
+
+
+def part_backlog(bench, size):
+    """A deep backlog (10 per room) against 1,000 messages over 1,000 rooms."""
+    bench.consuming(len(bench.workers))
+    deep, deep_rooms = size["backlog"]
+    shallow = size["shallow"]
+    sides = {
+        "deep": lambda n: bench.rchat(
+            bench.rooms("deep", deep_rooms), deep, f"d{n}", label="deep backlog", buckets=True
+        ),
+        "shallow": lambda n: bench.rchat(
+            bench.rooms("shallow", shallow), shallow, f"s{n}", label="1,000 queued", buckets=True
+        ),
+    }
+    runs = _pairs(bench, size["backlog_rounds"], sides, title="Backlog")
+    result = {
+        "deep": {"messages": deep, "rooms": deep_rooms},
+        "shallow": {"messages": shallow, "rooms": shallow},
+        **_summary(runs, "deep", "shallow"),
+        "runs": runs,
+    }
+    say(f"  deep / shallow: ratio {show(result['ratio'])}")
+    return result
+
+
+def part_scaling(bench, size):
+    """One worker process against two (T threads each), one message per room."""
+    count = size["scaling"]
+    rooms = bench.rooms("scale", count)
+
+    def side(processes):
+        def run(n):
+            bench.consuming(processes)
+            return bench.rchat(rooms, count, f"p{processes}-{n}", label=f"{processes} process(es)")
+
+        return run
+
+    runs = _pairs(bench, size["rounds"], {"two": side(2), "one": side(1)}, title="Scaling")
+    bench.consuming(len(bench.workers))
+    result = {"messages": count, "threads": bench.args.threads, **_summary(runs, "two", "one")}
+    result["runs"] = runs
+    say(f"  two / one process: ratio {show(result['ratio'])}")
+    return result
+
+
+def profile_pass(bench, count):
+    """One more delivery of ``count`` (one per room), not counted, with py-spy on every
+    worker: where the workers' CPU goes (bench/results/outbound_profile.txt)."""
+    if not profile.available():
+        say("Profile: py-spy is not installed (pip install py-spy); skipped")
+        return {"skipped": "py-spy is not installed"}
+    bench.consuming(len(bench.workers))
+    rooms = bench.rooms("cmp1", count)
+    say(f"Profile: {count} more messages with py-spy on the workers (not a measured round)")
+    with profile.Spy([w.pid for w in bench.workers], bench.logs, "outbound") as spy:
+        bench.rchat(rooms, count, f"prof{int(time.time())}", label="profiled")
+    summary = spy.summary()
+    (RESULTS / "outbound_profile.txt").write_text(
+        profile.report(summary, f"Celery workers delivering {count} messages, one per room")
     )
-    say(
-        f"Worker memory done: {samples[0]['rss_mib']} MiB after {samples[0]['deliveries']}, "
-        f"{samples[-1]['rss_mib']} MiB after {samples[-1]['deliveries']} deliveries "
-        f"(ratio {growth})."
-    )
+    return summary
+
+
+def memory_result(bench):
+    """Each worker's RSS after its first 1,000 deliveries against after all of them."""
+    workers = []
+    for pid, state in bench.memory.items():
+        samples = state["samples"]
+        first = next((x for x in samples if x["deliveries"] >= 1000), None)
+        if first is None or samples[-1]["deliveries"] <= first["deliveries"]:
+            continue
+        workers.append(
+            {
+                "pid": pid,
+                "first": first,
+                "last": samples[-1],
+                "growth_ratio": round(samples[-1]["rss_mib"] / first["rss_mib"], 3),
+                "samples": samples,
+            }
+        )
+    if not workers:
+        return None
+    worst = max(workers, key=lambda w: w["growth_ratio"])
+    return {
+        "what": "RSS of each Celery worker (threads pool) after its first 1,000 "
+        "deliveries and after all of them, over every outbound part",
+        "threads": bench.args.threads,
+        "workers": workers,
+        "samples": worst["samples"],
+        "first": worst["first"],
+        "last": worst["last"],
+        "growth_ratio": worst["growth_ratio"],
+        "target": {"growth_ratio_max": 1.1},
+    }
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database", required=True)
     parser.add_argument("--broker", required=True)
-    parser.add_argument("--messages", type=int, default=5000)
-    parser.add_argument("--memory", type=int, default=10000, help="deliveries for the RSS check")
-    parser.add_argument("--rooms", type=int, default=200)
-    parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--max-seconds", type=float, default=300.0)
-    parser.add_argument("--skip-memory", action="store_true")
-    parser.add_argument("--out", default="outbound", help="the results file's name")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--parts", default=",".join(PARTS))
+    parser.add_argument("--processes", type=int, default=PROCESSES)
+    parser.add_argument("--threads", type=int, default=THREADS)
+    parser.add_argument("--max-seconds", type=float, default=600.0)
+    parser.add_argument("--logs", help="keep the servers' and workers' logs in this folder")
+    parser.add_argument(
+        "--profile", action="store_true", help="one more pass with py-spy on the workers"
+    )
     args = parser.parse_args(argv)
+    args.worker_env = {}
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        raise SystemExit(f"unknown part(s) {', '.join(unknown)}; known: {', '.join(PARTS)}")
+    size = SIZES["quick" if args.quick else "full"]
+    exit_on_sigterm()
     django_setup(args.database, args.broker)
+    redis_db_free(args.broker, say=say)
     flush_redis(args.broker)
-    with tempfile.TemporaryDirectory() as logs, SandboxProcess(log_dir=logs) as sandbox:
-        say(f"Outbound: sandbox {sandbox.url}, {args.messages} messages over {args.rooms} rooms")
-        outbound(args, sandbox, logs)
-        if not args.skip_memory:
-            say(f"Worker memory: {args.memory} deliveries")
-            memory(args, sandbox, logs)
+    clock = time.monotonic()
+    results = {}
+    with log_folder(args.logs) as logs, SandboxProcess(log_dir=logs) as sandbox:
+        bench = Bench(args, logs, sandbox)
+        say(
+            f"Outbound: sandbox {sandbox.url}; {args.processes} worker processes x "
+            f"{args.threads} threads against as many Session loops; VACUUM ANALYZE before "
+            "every measurement (autovacuum is off)"
+        )
+        try:
+            bench.workers_start(args.processes)
+            for part in ("compare", "history", "backlog", "scaling"):
+                if part in parts:
+                    results[part] = globals()[f"part_{part}"](bench, size)
+            if args.profile:
+                results["profile"] = profile_pass(bench, size["compare"])
+            memory = memory_result(bench)
+        finally:
+            bench.workers_stop()
+    seconds = time.monotonic() - clock
+    if results:
+        write_json(
+            "outbound",
+            {
+                "what": "messages/s from the wake-up to the last row sent (rchat) or the "
+                "last answer (baseline), every message received by the sandbox once",
+                "quick": args.quick,
+                "concurrency": f"{args.processes} processes x {args.threads} threads",
+                "method": "rounds alternate which side goes first; VACUUM ANALYZE of the "
+                "delivery tables before every measurement (autovacuum is off); CPU from "
+                "/proc over each measurement (% of one core; machine: % of all cores)",
+                "seconds": round(seconds),
+                **results,
+            },
+        )
+    if memory:
+        write_json("memory", memory)
+    say("Outbound done in " + f"{seconds:.0f} s: " + headline(results, memory))
+
+
+def headline(results, memory):
+    parts = []
+    for label, shape in results.get("compare", {}).items():
+        parts.append(f"{label} {show(shape['ratio'])} of the Session loop")
+    if "history" in results:
+        parts.append(f"history/new {show(results['history']['ratio'])}")
+    if "backlog" in results:
+        parts.append(f"deep/shallow {show(results['backlog']['ratio'])}")
+    if "scaling" in results:
+        parts.append(f"2/1 processes {show(results['scaling']['ratio'])}")
+    if memory:
+        parts.append(f"RSS growth {memory['growth_ratio']:.2f}")
+    return "; ".join(parts) or "nothing measured"
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """``make bench``: every benchmark, each against a baseline measured in the same run.
 
-    python -m bench.run [--quick] [--scale S] [--only webhook,outbound,inbox]
+    python -m bench.run [--quick] [--scale S] [--only webhook,outbound,broadcast,botrt,inbox]
 
 Needs PostgreSQL and Redis (DATABASE_URL, CELERY_BROKER_URL); the benchmarks use
 databases of their own named after DATABASE_URL's (``<name>_bench``,
@@ -15,7 +15,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from . import figures
+from . import figures, outreport
 from .common import (
     PYTHON,
     RESULTS,
@@ -32,7 +32,7 @@ from .common import (
 )
 from .loadgen import wrk_path
 
-PARTS = ("webhook", "outbound", "inbox")
+PARTS = ("webhook", "outbound", "broadcast", "botrt", "inbox")
 # Per measurement: wrk's seconds and a cap on requests; 4 measurements a round (two
 # deployments x two sides). Quick: about 50 s in all; full: about 4 minutes.
 WEBHOOK_QUICK = ("--rounds", 2, "--seconds", 3, "--max-requests", 10_000, "--warm-seconds", 2)
@@ -83,39 +83,25 @@ def main(argv=None):
                 *(WEBHOOK_QUICK if q else WEBHOOK_FULL),
                 database=bench_db,
             )
-        if "outbound" in only:
-            say("== Outbound delivery and worker memory")
+        mine = [part for part in ("outbound", "broadcast", "botrt") if part in only]
+        if mine:
             database_create(bench_db)
-            messages = 1000 if q else 5000
+        titles = {
+            "outbound": "Outbound delivery: against a Session loop, history, backlog, "
+            "scaling, worker memory",
+            "broadcast": "Broadcast under a send rate",
+            "botrt": "Bot reply round trip",
+        }
+        for part in mine:
+            say(f"== {titles[part]} ({'quick' if q else 'full'})")
             _run(
-                "bench.outbound",
+                f"bench.{part}",
                 "--database",
                 bench_db,
                 "--broker",
                 broker,
-                "--messages",
-                messages,
-                "--rooms",
-                messages,
-                "--memory",
-                2000 if q else 10000,
-                "--out",
-                "outbound",
-                database=bench_db,
-            )
-            _run(
-                "bench.outbound",
-                "--database",
-                bench_db,
-                "--broker",
-                broker,
-                "--messages",
-                messages,
-                "--rooms",
-                messages // 10,
-                "--skip-memory",
-                "--out",
-                "outbound_burst",
+                # A full run also profiles the workers, in a pass of its own.
+                *(["--quick"] if q else ["--profile"] if part != "broadcast" else []),
                 database=bench_db,
             )
         if "inbox" in only:
@@ -170,51 +156,11 @@ def write_summary(*, quick, scale):
     if webhook and "deployments" in webhook:
         heads, webhook_notes = _webhook_summary(webhook, lines)
         headline += heads
-    bars = {}
-    for name, label in (("outbound", "1 per room"), ("outbound_burst", "10 per room")):
-        result = _load(name)
-        if not result:
-            continue
-        c, b = result["sides"]["celery"], result["sides"]["baseline"]
-        lines.append(
-            f"| Outbound, {label} (messages/s) | {c['per_second']:.0f} | "
-            f"{b['per_second']:.0f} | {result['ratio']:.2f} | >= 0.7 | "
-            f"{_verdict(result['ratio'] >= 0.7)} |"
-        )
-        bars[label] = (b["per_second"], c["per_second"])
-        headline.append(f"outbound ({label}) {result['ratio']:.2f}")
-    if bars:
-        _figure(
-            "outbound",
-            figures.bars(
-                "Outbound: queued to received by the sandbox",
-                "messages/s",
-                list(bars),
-                {
-                    "requests.Session loop": [v[0] for v in bars.values()],
-                    "Celery worker": [v[1] for v in bars.values()],
-                },
-            ),
-        )
-    memory = _load("memory")
-    if memory:
-        first, last = memory["samples"][0], memory["samples"][-1]
-        lines.append(
-            f"| Worker RSS (MiB) after {last['deliveries']} / {first['deliveries']} deliveries"
-            f" | {last['rss_mib']} | {first['rss_mib']} | {memory['growth_ratio']:.2f} | "
-            f"<= 1.1 | {_verdict(memory['growth_ratio'] <= 1.1)} |"
-        )
-        headline.append(f"memory {memory['growth_ratio']:.2f}")
-        _figure(
-            "worker_memory",
-            figures.line(
-                "Celery worker RSS",
-                "MiB",
-                [s["deliveries"] for s in memory["samples"]],
-                [s["rss_mib"] for s in memory["samples"]],
-                "deliveries",
-            ),
-        )
+    rows, heads, notes, svgs = outreport.summary(_load)
+    lines += rows
+    headline += heads
+    for name, svg in svgs.items():
+        _figure(name, svg)
     small, large = _load("inbox_small"), _load("inbox_large")
     if small and large:
         for page, figure in large["pages"].items():
@@ -245,13 +191,18 @@ def write_summary(*, quick, scale):
         "",
         "Baselines: the webhook against a bare Django view that inserts one row (same "
         "gunicorn, settings and database, under each deployment); Celery delivery "
-        "against a requests.Session loop with the same processes x threads posting to the "
-        "same sandbox; the inbox on a large database against the same pages on a small "
-        "one; worker memory after many deliveries against after 100. A range is the "
+        "against a requests.Session loop "
+        "with the same processes x threads posting the same bodies to the same sandbox; "
+        "rooms with history, a deep backlog and two worker processes against new rooms, "
+        "1,000 queued and one process; a broadcast's rate against the send_rate set; the "
+        "bot's reply through Celery against the same reply posted inline; the inbox on a "
+        "large database against the same pages on a small one; worker memory after many "
+        "deliveries against after its first measurement (at least 1,000). A range is the "
         "lowest and highest of the rounds.",
         "",
         *webhook_notes,
-        *([""] if webhook_notes else []),
+        *notes,
+        *([""] if notes or webhook_notes else []),
     ]
     for svg in sorted(RESULTS.glob("*.svg")):
         lines.append(f"![{svg.stem}]({svg.name})")
