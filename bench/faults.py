@@ -329,13 +329,14 @@ def _sandbox(*, log_dir, idempotent=True):
     )
 
 
-def worker_killed(ctx, *, sends=1000, rooms=50, timeout=300.0, idempotent=True):
+def worker_killed(ctx, *, sends=1000, rooms=50, timeout=300.0, idempotent=True, latency_ms=30):
     """A worker is killed with SIGKILL mid-batch; a new one takes its place.
 
     A send the killed worker made but could not record is made again, with the same
     Idempotency-Key. ``idempotent``: the sandbox honours the key as R-Chat does (a
     repeat is answered as the first call and shown once), so a duplicate is a failure;
     otherwise (``--ignore-idempotency-key``) every repeat shows, and is counted.
+    ``latency_ms``: how long the sandbox takes to answer a send.
     """
     import signal
 
@@ -343,7 +344,7 @@ def worker_killed(ctx, *, sends=1000, rooms=50, timeout=300.0, idempotent=True):
     with _sandbox(log_dir=ctx.logs, idempotent=idempotent) as sandbox, _Workers(ctx) as workers:
         credential = _credential(sandbox.url)
         targets = _rooms(credential, rooms, tag)
-        sandbox.client.inject(latency_ms=30, on="send")
+        sandbox.client.inject(latency_ms=latency_ms, on="send")
         texts = _queue(targets, sends, tag)
         from rchat.models import Message
 

@@ -334,6 +334,20 @@ def test_a_new_site_installs_the_wheel_applies_the_recipe_and_answers_end_users(
             {"type": "text", "data": "ราคา 290 บาทค่ะ"},
         ]
 
+        # A broadcast from the command line reaches the room after what it already had.
+        broadcast = site.manage(
+            *("rchat_broadcast", "--room-ids", str(room["id"])),
+            *("--text", "ร้านเปิด 10 โมงค่ะ", "--name", "Opening hours"),
+        )
+        assert "to 1 chat rooms." in broadcast.stdout, broadcast.stdout
+        received = eventually(
+            lambda: sandbox.received("adopt-1"),
+            lambda got: len(got) >= 3,
+            timeout=60,
+            what="the broadcast to reach the sandbox",
+        )
+        assert received[-1]["message"] == {"type": "text", "data": "ร้านเปิด 10 โมงค่ะ"}
+
         _every_page_answers_the_right_user(base, operator, agent, room["id"])
         assert all(process.poll() is None for process in processes), "a process exited"
     finally:

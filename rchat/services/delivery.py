@@ -62,10 +62,12 @@ RATE_WAIT_MAX = 1.0
 DRAIN_BUDGET_SECONDS = 30.0
 #: The sends of a batch are recorded as soon as this long has passed since the last
 #: record (and at the end of the batch). A worker killed mid-batch can only have sent
-#: without recording what it sent in this time: the sends R-Chat may see twice. Against
-#: a fast R-Chat that is a few messages per record; against a slow one, every send is
-#: recorded as it is answered.
-RECORD_EVERY_SECONDS = 0.02
+#: without recording what it sent in this time: the sends R-Chat may see twice (each
+#: with its idempotency key). Against a fast R-Chat that is a few dozen messages per
+#: record; against one slower than this, every send is recorded as it is answered.
+#: A record is a transaction of its own: recording every 20 ms instead took a third of
+#: a worker's CPU (docs/performance.md).
+RECORD_EVERY_SECONDS = 0.25
 
 _random = random.SystemRandom()
 
