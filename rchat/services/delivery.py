@@ -221,6 +221,17 @@ def _claim(limit):
 
 
 def _names(connection):
+    """The tables' and columns' quoted names, worked out once per database vendor."""
+    names = _NAMES.get(connection.vendor)
+    if names is None:
+        names = _NAMES[connection.vendor] = _names_build(connection)
+    return names
+
+
+_NAMES = {}
+
+
+def _names_build(connection):
     quote = connection.ops.quote_name
 
     def columns(model):
