@@ -232,8 +232,14 @@ class Message(models.Model):
         FAILED = "failed", _("Failed")
         CANCELLED = "cancelled", _("Cancelled")
 
+    # No index of its own: rchat_msg_thread (room, id) serves every look-up by room, and
+    # each index is one more write for every message stored.
     room = models.ForeignKey(
-        ChatRoom, on_delete=models.CASCADE, related_name="messages", verbose_name=_("chat room")
+        ChatRoom,
+        on_delete=models.CASCADE,
+        related_name="messages",
+        verbose_name=_("chat room"),
+        db_index=False,
     )
     direction = models.CharField(_("direction"), max_length=3, choices=Direction.choices)
     type = models.CharField(_("type"), max_length=50, default="text")
@@ -257,6 +263,7 @@ class Message(models.Model):
         blank=True,
         related_name="rchat_messages",
         verbose_name=_("author"),
+        db_index=False,  # rchat_msg_author: outbound rows only
     )
     broadcast = models.ForeignKey(
         "Broadcast",
@@ -265,6 +272,7 @@ class Message(models.Model):
         blank=True,
         related_name="messages",
         verbose_name=_("broadcast"),
+        db_index=False,  # rchat_msg_broadcast: a broadcast's rows only
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
     # When the end user wrote it, if the payload says (inbound).
@@ -301,6 +309,16 @@ class Message(models.Model):
                 name="rchat_msg_room_pending",
             ),
             models.Index(fields=["status", "-created_at"], name="rchat_msg_status"),
+            # Most rows have no author (inbound ones) and no broadcast: indexed only
+            # where set, so storing an inbound message writes neither.
+            models.Index(
+                fields=["author"], condition=Q(author__isnull=False), name="rchat_msg_author"
+            ),
+            models.Index(
+                fields=["broadcast"],
+                condition=Q(broadcast__isnull=False),
+                name="rchat_msg_broadcast",
+            ),
         ]
 
     def __str__(self):

@@ -8,7 +8,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -17,151 +16,420 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Credential',
+            name="Credential",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True, verbose_name='name')),
-                ('base_url', models.URLField(blank=True, help_text='Leave empty to use RCHAT["API_BASE_URL"].', verbose_name='R-Chat base URL')),
-                ('token', rchat.crypto.EncryptedTextField(verbose_name='Chatday-Token')),
-                ('signature_token', rchat.crypto.EncryptedTextField(blank=True, verbose_name='Chatday-Signature-Token')),
-                ('signature_digest', models.CharField(blank=True, db_index=True, editable=False, max_length=64)),
-                ('previous_signature_token', rchat.crypto.EncryptedTextField(blank=True, editable=False)),
-                ('previous_signature_digest', models.CharField(blank=True, db_index=True, editable=False, max_length=64)),
-                ('previous_valid_until', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('status', models.CharField(choices=[('new', 'Not registered'), ('active', 'Active'), ('invalid', 'Invalid')], db_index=True, default='new', max_length=10, verbose_name='status')),
-                ('registered_at', models.DateTimeField(blank=True, null=True, verbose_name='registered at')),
-                ('last_error', models.TextField(blank=True, verbose_name='last error')),
-                ('last_error_at', models.DateTimeField(blank=True, null=True, verbose_name='last error at')),
-                ('last_webhook_at', models.DateTimeField(blank=True, null=True, verbose_name='last webhook received')),
-                ('webhook_key', models.CharField(default=rchat.models.new_webhook_key, editable=False, max_length=64, unique=True, verbose_name='webhook key')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created at')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated at')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100, unique=True, verbose_name="name")),
+                (
+                    "base_url",
+                    models.URLField(
+                        blank=True,
+                        help_text='Leave empty to use RCHAT["API_BASE_URL"].',
+                        verbose_name="R-Chat base URL",
+                    ),
+                ),
+                ("token", rchat.crypto.EncryptedTextField(verbose_name="Chatday-Token")),
+                (
+                    "signature_token",
+                    rchat.crypto.EncryptedTextField(
+                        blank=True, verbose_name="Chatday-Signature-Token"
+                    ),
+                ),
+                (
+                    "signature_digest",
+                    models.CharField(blank=True, db_index=True, editable=False, max_length=64),
+                ),
+                (
+                    "previous_signature_token",
+                    rchat.crypto.EncryptedTextField(blank=True, editable=False),
+                ),
+                (
+                    "previous_signature_digest",
+                    models.CharField(blank=True, db_index=True, editable=False, max_length=64),
+                ),
+                (
+                    "previous_valid_until",
+                    models.DateTimeField(blank=True, editable=False, null=True),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("new", "Not registered"),
+                            ("active", "Active"),
+                            ("invalid", "Invalid"),
+                        ],
+                        db_index=True,
+                        default="new",
+                        max_length=10,
+                        verbose_name="status",
+                    ),
+                ),
+                (
+                    "registered_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="registered at"),
+                ),
+                ("last_error", models.TextField(blank=True, verbose_name="last error")),
+                (
+                    "last_error_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="last error at"),
+                ),
+                (
+                    "last_webhook_at",
+                    models.DateTimeField(
+                        blank=True, null=True, verbose_name="last webhook received"
+                    ),
+                ),
+                (
+                    "webhook_key",
+                    models.CharField(
+                        default=rchat.models.new_webhook_key,
+                        editable=False,
+                        max_length=64,
+                        unique=True,
+                        verbose_name="webhook key",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created at")),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated at")),
             ],
             options={
-                'verbose_name': 'credential',
-                'verbose_name_plural': 'credentials',
-                'ordering': ['name'],
+                "verbose_name": "credential",
+                "verbose_name_plural": "credentials",
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='ChatRoom',
+            name="ChatRoom",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('chat_id', models.CharField(max_length=255, verbose_name='chat id')),
-                ('channel', models.CharField(blank=True, choices=[('web', 'Web widget'), ('line', 'LINE'), ('facebook', 'Facebook'), ('', 'Unknown')], default='', max_length=20, verbose_name='channel')),
-                ('display_name', models.CharField(blank=True, max_length=255, verbose_name="end user's name")),
-                ('avatar_url', models.URLField(blank=True, max_length=1000, verbose_name='avatar')),
-                ('status', models.CharField(choices=[('open', 'Open'), ('closed', 'Closed')], default='open', max_length=10, verbose_name='status')),
-                ('last_message_at', models.DateTimeField(blank=True, null=True, verbose_name='last message')),
-                ('last_message_preview', models.CharField(blank=True, max_length=200, verbose_name='last message preview')),
-                ('unread_count', models.PositiveIntegerField(default=0, verbose_name='unread')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created at')),
-                ('assignee', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='rchat_rooms', to=settings.AUTH_USER_MODEL, verbose_name='assignee')),
-                ('credential', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='rooms', to='rchat.credential', verbose_name='credential')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("chat_id", models.CharField(max_length=255, verbose_name="chat id")),
+                (
+                    "channel",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("web", "Web widget"),
+                            ("line", "LINE"),
+                            ("facebook", "Facebook"),
+                            ("", "Unknown"),
+                        ],
+                        default="",
+                        max_length=20,
+                        verbose_name="channel",
+                    ),
+                ),
+                (
+                    "display_name",
+                    models.CharField(blank=True, max_length=255, verbose_name="end user's name"),
+                ),
+                ("avatar_url", models.URLField(blank=True, max_length=1000, verbose_name="avatar")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("open", "Open"), ("closed", "Closed")],
+                        default="open",
+                        max_length=10,
+                        verbose_name="status",
+                    ),
+                ),
+                (
+                    "last_message_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="last message"),
+                ),
+                (
+                    "last_message_preview",
+                    models.CharField(
+                        blank=True, max_length=200, verbose_name="last message preview"
+                    ),
+                ),
+                ("unread_count", models.PositiveIntegerField(default=0, verbose_name="unread")),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created at")),
+                (
+                    "assignee",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="rchat_rooms",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="assignee",
+                    ),
+                ),
+                (
+                    "credential",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="rooms",
+                        to="rchat.credential",
+                        verbose_name="credential",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'chat room',
-                'verbose_name_plural': 'chat rooms',
-                'ordering': ['-last_message_at', '-id'],
-                'permissions': [('reply_chatroom', 'Can reply in chat rooms')],
+                "verbose_name": "chat room",
+                "verbose_name_plural": "chat rooms",
+                "ordering": ["-last_message_at", "-id"],
+                "permissions": [("reply_chatroom", "Can reply in chat rooms")],
             },
         ),
         migrations.CreateModel(
-            name='Message',
+            name="Message",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('direction', models.CharField(choices=[('in', 'Inbound'), ('out', 'Outbound')], max_length=3, verbose_name='direction')),
-                ('type', models.CharField(default='text', max_length=50, verbose_name='type')),
-                ('data', models.JSONField(blank=True, default=dict, verbose_name='data')),
-                ('text', models.TextField(blank=True, verbose_name='text')),
-                ('status', models.CharField(choices=[('received', 'Received'), ('queued', 'Queued'), ('sending', 'Sending'), ('sent', 'Sent'), ('failed', 'Failed')], max_length=10, verbose_name='status')),
-                ('external_id', models.CharField(blank=True, max_length=255, verbose_name='external id')),
-                ('dedup_key', models.CharField(blank=True, editable=False, max_length=100)),
-                ('extra', models.JSONField(blank=True, default=dict, verbose_name='extra fields')),
-                ('attempts', models.PositiveIntegerField(default=0, verbose_name='attempts')),
-                ('last_error', models.TextField(blank=True, verbose_name='last error')),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True, verbose_name='created at')),
-                ('sent_by_user_at', models.DateTimeField(blank=True, null=True)),
-                ('next_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('sent_at', models.DateTimeField(blank=True, null=True, verbose_name='sent at')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated at')),
-                ('author', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='rchat_messages', to=settings.AUTH_USER_MODEL, verbose_name='author')),
-                ('room', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='rchat.chatroom', verbose_name='chat room')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "direction",
+                    models.CharField(
+                        choices=[("in", "Inbound"), ("out", "Outbound")],
+                        max_length=3,
+                        verbose_name="direction",
+                    ),
+                ),
+                ("type", models.CharField(default="text", max_length=50, verbose_name="type")),
+                ("data", models.JSONField(blank=True, default=dict, verbose_name="data")),
+                ("text", models.TextField(blank=True, verbose_name="text")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("received", "Received"),
+                            ("queued", "Queued"),
+                            ("sending", "Sending"),
+                            ("sent", "Sent"),
+                            ("failed", "Failed"),
+                        ],
+                        max_length=10,
+                        verbose_name="status",
+                    ),
+                ),
+                (
+                    "external_id",
+                    models.CharField(blank=True, max_length=255, verbose_name="external id"),
+                ),
+                ("dedup_key", models.CharField(blank=True, editable=False, max_length=100)),
+                ("extra", models.JSONField(blank=True, default=dict, verbose_name="extra fields")),
+                ("attempts", models.PositiveIntegerField(default=0, verbose_name="attempts")),
+                ("last_error", models.TextField(blank=True, verbose_name="last error")),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        auto_now_add=True, db_index=True, verbose_name="created at"
+                    ),
+                ),
+                ("sent_by_user_at", models.DateTimeField(blank=True, null=True)),
+                ("next_attempt_at", models.DateTimeField(blank=True, null=True)),
+                ("sent_at", models.DateTimeField(blank=True, null=True, verbose_name="sent at")),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated at")),
+                (
+                    "author",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="rchat_messages",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="author",
+                    ),
+                ),
+                (
+                    "room",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="messages",
+                        to="rchat.chatroom",
+                        verbose_name="chat room",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'message',
-                'verbose_name_plural': 'messages',
-                'ordering': ['created_at', 'id'],
+                "verbose_name": "message",
+                "verbose_name_plural": "messages",
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='DeliveryAttempt',
+            name="DeliveryAttempt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('started_at', models.DateTimeField(verbose_name='started at')),
-                ('duration_ms', models.PositiveIntegerField(default=0, verbose_name='duration (ms)')),
-                ('http_status', models.PositiveSmallIntegerField(blank=True, null=True, verbose_name='HTTP status')),
-                ('outcome', models.CharField(choices=[('sent', 'Sent'), ('retry', 'Will retry'), ('failed', 'Failed'), ('held', 'Held (credential invalid)')], max_length=10, verbose_name='outcome')),
-                ('error_type', models.CharField(blank=True, max_length=100, verbose_name='error type')),
-                ('error', models.TextField(blank=True, verbose_name='error')),
-                ('message', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='attempt_log', to='rchat.message', verbose_name='message')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("started_at", models.DateTimeField(verbose_name="started at")),
+                (
+                    "duration_ms",
+                    models.PositiveIntegerField(default=0, verbose_name="duration (ms)"),
+                ),
+                (
+                    "http_status",
+                    models.PositiveSmallIntegerField(
+                        blank=True, null=True, verbose_name="HTTP status"
+                    ),
+                ),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("sent", "Sent"),
+                            ("retry", "Will retry"),
+                            ("failed", "Failed"),
+                            ("held", "Held (credential invalid)"),
+                        ],
+                        max_length=10,
+                        verbose_name="outcome",
+                    ),
+                ),
+                (
+                    "error_type",
+                    models.CharField(blank=True, max_length=100, verbose_name="error type"),
+                ),
+                ("error", models.TextField(blank=True, verbose_name="error")),
+                (
+                    "message",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="attempt_log",
+                        to="rchat.message",
+                        verbose_name="message",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'delivery attempt',
-                'verbose_name_plural': 'delivery attempts',
-                'ordering': ['message', 'started_at', 'id'],
+                "verbose_name": "delivery attempt",
+                "verbose_name_plural": "delivery attempts",
+                "ordering": ["message", "started_at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='WebhookEvent',
+            name="WebhookEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('received_at', models.DateTimeField(auto_now_add=True, db_index=True, verbose_name='received at')),
-                ('remote_addr', models.GenericIPAddressField(blank=True, null=True, verbose_name='remote address')),
-                ('headers', models.JSONField(blank=True, default=dict, verbose_name='headers')),
-                ('body', models.BinaryField(verbose_name='body')),
-                ('outcome', models.CharField(choices=[('received', 'Received'), ('processed', 'Processed'), ('ping', 'Verify ping'), ('duplicate', 'Duplicate'), ('failed', 'Failed')], default='received', max_length=10, verbose_name='outcome')),
-                ('error', models.TextField(blank=True, verbose_name='error')),
-                ('processed_at', models.DateTimeField(blank=True, null=True, verbose_name='processed at')),
-                ('credential', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='webhook_events', to='rchat.credential', verbose_name='credential')),
-                ('message', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='rchat.message', verbose_name='message')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "received_at",
+                    models.DateTimeField(
+                        auto_now_add=True, db_index=True, verbose_name="received at"
+                    ),
+                ),
+                (
+                    "remote_addr",
+                    models.GenericIPAddressField(
+                        blank=True, null=True, verbose_name="remote address"
+                    ),
+                ),
+                ("headers", models.JSONField(blank=True, default=dict, verbose_name="headers")),
+                ("body", models.BinaryField(verbose_name="body")),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("received", "Received"),
+                            ("processed", "Processed"),
+                            ("ping", "Verify ping"),
+                            ("duplicate", "Duplicate"),
+                            ("failed", "Failed"),
+                        ],
+                        default="received",
+                        max_length=10,
+                        verbose_name="outcome",
+                    ),
+                ),
+                ("error", models.TextField(blank=True, verbose_name="error")),
+                (
+                    "processed_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="processed at"),
+                ),
+                (
+                    "credential",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="webhook_events",
+                        to="rchat.credential",
+                        verbose_name="credential",
+                    ),
+                ),
+                (
+                    "message",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="rchat.message",
+                        verbose_name="message",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'webhook event',
-                'verbose_name_plural': 'webhook events',
-                'ordering': ['-received_at', '-id'],
+                "verbose_name": "webhook event",
+                "verbose_name_plural": "webhook events",
+                "ordering": ["-received_at", "-id"],
             },
         ),
         migrations.AddIndex(
-            model_name='chatroom',
-            index=models.Index(fields=['status', '-last_message_at'], name='rchat_room_inbox'),
+            model_name="chatroom",
+            index=models.Index(fields=["status", "-last_message_at"], name="rchat_room_inbox"),
         ),
         migrations.AddIndex(
-            model_name='chatroom',
-            index=models.Index(fields=['assignee', 'status', '-last_message_at'], name='rchat_room_assignee'),
+            model_name="chatroom",
+            index=models.Index(
+                fields=["assignee", "status", "-last_message_at"], name="rchat_room_assignee"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='chatroom',
-            constraint=models.UniqueConstraint(fields=('credential', 'chat_id'), name='rchat_room_unique_chat_id'),
+            model_name="chatroom",
+            constraint=models.UniqueConstraint(
+                fields=("credential", "chat_id"), name="rchat_room_unique_chat_id"
+            ),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['room', 'id'], name='rchat_msg_thread'),
+            model_name="message",
+            index=models.Index(fields=["room", "id"], name="rchat_msg_thread"),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(condition=models.Q(('status__in', ['queued', 'sending'])), fields=['status', 'next_attempt_at'], name='rchat_msg_pending'),
+            model_name="message",
+            index=models.Index(
+                condition=models.Q(("status__in", ["queued", "sending"])),
+                fields=["status", "next_attempt_at"],
+                name="rchat_msg_pending",
+            ),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['status', '-created_at'], name='rchat_msg_status'),
+            model_name="message",
+            index=models.Index(fields=["status", "-created_at"], name="rchat_msg_status"),
         ),
         migrations.AddConstraint(
-            model_name='message',
-            constraint=models.UniqueConstraint(condition=models.Q(('dedup_key', ''), _negated=True), fields=('room', 'dedup_key'), name='rchat_message_unique_dedup'),
+            model_name="message",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("dedup_key", ""), _negated=True),
+                fields=("room", "dedup_key"),
+                name="rchat_message_unique_dedup",
+            ),
         ),
         migrations.AddIndex(
-            model_name='webhookevent',
-            index=models.Index(fields=['outcome', '-received_at'], name='rchat_event_outcome'),
+            model_name="webhookevent",
+            index=models.Index(fields=["outcome", "-received_at"], name="rchat_event_outcome"),
         ),
     ]

@@ -22,66 +22,127 @@ def rooms_with_pending_ready(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('rchat', '0002_credential_last_error_kind'),
+        ("rchat", "0002_credential_last_error_kind"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Broadcast',
+            name="Broadcast",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(blank=True, max_length=200, verbose_name='name')),
-                ('type', models.CharField(default='text', max_length=50, verbose_name='type')),
-                ('data', models.JSONField(blank=True, default=dict, verbose_name='data')),
-                ('text', models.TextField(blank=True, verbose_name='text')),
-                ('status', models.CharField(choices=[('queueing', 'Queueing'), ('sending', 'Sending'), ('done', 'Done'), ('cancelled', 'Cancelled')], default='queueing', max_length=10, verbose_name='status')),
-                ('rooms_total', models.PositiveIntegerField(default=0, verbose_name='chat rooms')),
-                ('skipped', models.PositiveIntegerField(default=0, verbose_name='skipped')),
-                ('skipped_reasons', models.JSONField(blank=True, default=dict, verbose_name='why skipped')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created at')),
-                ('finished_at', models.DateTimeField(blank=True, null=True, verbose_name='finished at')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(blank=True, max_length=200, verbose_name="name")),
+                ("type", models.CharField(default="text", max_length=50, verbose_name="type")),
+                ("data", models.JSONField(blank=True, default=dict, verbose_name="data")),
+                ("text", models.TextField(blank=True, verbose_name="text")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queueing", "Queueing"),
+                            ("sending", "Sending"),
+                            ("done", "Done"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="queueing",
+                        max_length=10,
+                        verbose_name="status",
+                    ),
+                ),
+                ("rooms_total", models.PositiveIntegerField(default=0, verbose_name="chat rooms")),
+                ("skipped", models.PositiveIntegerField(default=0, verbose_name="skipped")),
+                (
+                    "skipped_reasons",
+                    models.JSONField(blank=True, default=dict, verbose_name="why skipped"),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created at")),
+                (
+                    "finished_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="finished at"),
+                ),
             ],
             options={
-                'verbose_name': 'broadcast',
-                'verbose_name_plural': 'broadcasts',
-                'ordering': ['-created_at', '-id'],
+                "verbose_name": "broadcast",
+                "verbose_name_plural": "broadcasts",
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddField(
-            model_name='chatroom',
-            name='send_after',
+            model_name="chatroom",
+            name="send_after",
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='credential',
-            name='send_rate',
-            field=models.FloatField(blank=True, help_text='At most this many messages per second to R-Chat, shared by every worker. Empty: RCHAT["SEND_RATE"] (no limit unless set).', null=True, verbose_name='messages per second'),
+            model_name="credential",
+            name="send_rate",
+            field=models.FloatField(
+                blank=True,
+                help_text='At most this many messages per second to R-Chat, shared by every worker. Empty: RCHAT["SEND_RATE"] (no limit unless set).',
+                null=True,
+                verbose_name="messages per second",
+            ),
         ),
         migrations.AlterField(
-            model_name='message',
-            name='status',
-            field=models.CharField(choices=[('received', 'Received'), ('queued', 'Queued'), ('sending', 'Sending'), ('sent', 'Sent'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], max_length=10, verbose_name='status'),
+            model_name="message",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("received", "Received"),
+                    ("queued", "Queued"),
+                    ("sending", "Sending"),
+                    ("sent", "Sent"),
+                    ("failed", "Failed"),
+                    ("cancelled", "Cancelled"),
+                ],
+                max_length=10,
+                verbose_name="status",
+            ),
         ),
         migrations.AddIndex(
-            model_name='chatroom',
-            index=models.Index(condition=models.Q(('send_after__isnull', False)), fields=['send_after'], name='rchat_room_send_after'),
+            model_name="chatroom",
+            index=models.Index(
+                condition=models.Q(("send_after__isnull", False)),
+                fields=["send_after"],
+                name="rchat_room_send_after",
+            ),
         ),
         migrations.AddField(
-            model_name='broadcast',
-            name='author',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='rchat_broadcasts', to=settings.AUTH_USER_MODEL, verbose_name='author'),
+            model_name="broadcast",
+            name="author",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="rchat_broadcasts",
+                to=settings.AUTH_USER_MODEL,
+                verbose_name="author",
+            ),
         ),
         migrations.AddField(
-            model_name='message',
-            name='broadcast',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='messages', to='rchat.broadcast', verbose_name='broadcast'),
+            model_name="message",
+            name="broadcast",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="messages",
+                to="rchat.broadcast",
+                verbose_name="broadcast",
+            ),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(condition=models.Q(('status__in', ['queued', 'sending'])), fields=['room', 'id'], name='rchat_msg_room_pending'),
+            model_name="message",
+            index=models.Index(
+                condition=models.Q(("status__in", ["queued", "sending"])),
+                fields=["room", "id"],
+                name="rchat_msg_room_pending",
+            ),
         ),
         migrations.RunPython(rooms_with_pending_ready, migrations.RunPython.noop),
     ]
