@@ -19,7 +19,7 @@ def redis_broker(monkeypatch):
     client = redis.Redis.from_url(url)
     client.flushdb()
     # broker_write_url: Celery prefers the CELERY_BROKER_URL variable to broker_url.
-    monkeypatch.setattr(current_app.conf, "broker_write_url", url)
+    monkeypatch.setitem(current_app.conf, "broker_write_url", url)
     yield client
     client.flushdb()
 
@@ -95,7 +95,7 @@ def test_without_a_broker_publish_raises_soon_and_a_sender_is_not_held_up(monkey
     from bench.common import free_port
 
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    monkeypatch.setattr(current_app.conf, "broker_write_url", dead)
+    monkeypatch.setitem(current_app.conf, "broker_write_url", dead)
 
     started = time.monotonic()
     with pytest.raises(Exception) as failed:  # kombu raises its own or OSError

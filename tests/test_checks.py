@@ -39,6 +39,9 @@ def broker(monkeypatch):
     # Celery prefers the CELERY_BROKER_URL environment variable to its configuration.
     monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
     conf = current_app.conf
+    # Reading conf.broker_write_url falls back to broker_url; only the key itself says
+    # whether a write URL was set (another test's may be left in it).
+    monkeypatch.setitem(conf, "broker_write_url", None)
     saved = (conf.broker_url, conf.broker_transport_options)
 
     def apply(url, **transport_options):
