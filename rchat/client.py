@@ -232,15 +232,21 @@ class RChatClient:
             )
         return signature
 
-    def send_message(self, chat_id, type, data, *, idempotency_key=""):
+    def send_message(self, chat_id, type, data, *, idempotency_key="", sender=None):
         """Post a message into a chat room; return R-Chat's JSON answer (or {}).
 
         ``idempotency_key`` goes in the ``Idempotency-Key`` header and, unless
         ``RCHAT["IDEMPOTENCY_KEY_FIELD"]`` is empty, in the body under that name: every
         try of one message carries the same key, so a platform that honours it stores
         a message once however often a lost answer makes rchat send it again.
+
+        ``sender`` (who wrote it: ``{"kind": ..., "name": ...}``) goes in the body under
+        ``RCHAT["SENDER_FIELD"]`` when that is set.
         """
         body = {"message": {"type": type, "data": data}, "chat_id": chat_id}
+        sender_field = get_setting("SENDER_FIELD")
+        if sender_field and sender:
+            body[sender_field] = sender
         headers = {}
         if idempotency_key:
             headers[IDEMPOTENCY_HEADER] = idempotency_key

@@ -642,7 +642,7 @@ class Shift(models.Model):
         ordering = ["weekday", "start"]
 
     def __str__(self):
-        return f"{self.get_weekday_display()} {self.start:%H:%M}–{self.end:%H:%M}"
+        return f"{self.get_weekday_display()} {self.start:%H:%M}-{self.end:%H:%M}"
 
 
 class Holiday(models.Model):

@@ -348,6 +348,8 @@ class WebhookCredential:
     signature_token: str
     previous_signature_token: str
     previous_valid_until: datetime | None
+    # Who handles the chat rooms this credential's webhooks create.
+    new_room_handler: str = ChatRoom.Handler.PEOPLE
 
     def accepts(self, token, *, now=None):
         """Whether ``token`` is this credential's signature token (compared in constant time).
@@ -384,6 +386,7 @@ class _WebhookCredentials:
             "previous_signature_token",
             "previous_signature_digest",
             "previous_valid_until",
+            "bot_first",
         ):
             entry = WebhookCredential(
                 id=row.id,
@@ -392,6 +395,9 @@ class _WebhookCredentials:
                 signature_token=row.signature_token,
                 previous_signature_token=row.previous_signature_token,
                 previous_valid_until=row.previous_valid_until,
+                new_room_handler=(
+                    ChatRoom.Handler.BOT if row.bot_first else ChatRoom.Handler.PEOPLE
+                ),
             )
             by_key[row.webhook_key] = entry
             for digest in (row.signature_digest, row.previous_signature_digest):
