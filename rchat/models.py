@@ -200,6 +200,9 @@ class ChatRoom(models.Model):
     handler_since = models.DateTimeField(_("handled by them since"), null=True, blank=True)
     # Why the room was last handed to people ("" while the bot has it).
     handover_reason = models.CharField(_("hand-over reason"), max_length=300, blank=True)
+    # A person took the room over when its messages reached this id: the bot's messages
+    # up to it are never sent (the delivery claim drops them), whatever happens later.
+    bot_silenced_through = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
     last_message_at = models.DateTimeField(_("last message"), null=True, blank=True)
     last_message_preview = models.CharField(_("last message preview"), max_length=200, blank=True)
     # Inbound messages since an agent last read the room.

@@ -266,7 +266,8 @@ def _claim_postgresql(connection, limit, now):
     sql = f"""
         WITH rooms AS (
             SELECT room.{r["id"]} AS id, room.{r["chat_id"]} AS chat_id,
-                   room.{r["credential_id"]} AS credential_id, room.{r["handler"]} AS handler
+                   room.{r["credential_id"]} AS credential_id,
+                   room.{r["bot_silenced_through"]} AS silenced_through
             FROM {room_t} room JOIN {cred_t} cred ON cred.{c["id"]} = room.{r["credential_id"]}
             WHERE room.{r["send_after"]} <= %(now)s AND cred.{c["status"]} <> %(invalid)s
             ORDER BY room.{r["send_after"]}
@@ -274,7 +275,8 @@ def _claim_postgresql(connection, limit, now):
             FOR UPDATE OF room SKIP LOCKED
         ), heads AS (
             SELECT rooms.id AS room_id, head.id, head.status, head.due,
-                   (head.sender = ANY(%(bot_senders)s) AND rooms.handler <> %(bot)s) AS silenced
+                   (head.sender = ANY(%(bot_senders)s)
+                    AND head.id <= COALESCE(rooms.silenced_through, 0)) AS silenced
             FROM rooms LEFT JOIN LATERAL (
                 SELECT msg.{m["id"]} AS id, msg.{m["status"]} AS status,
                        (msg.{m["next_attempt_at"]} IS NULL
@@ -322,7 +324,6 @@ def _claim_postgresql(connection, limit, now):
         "sending": Message.Status.SENDING,
         "queued": Message.Status.QUEUED,
         "cancelled": Message.Status.CANCELLED,
-        "bot": ChatRoom.Handler.BOT,
         "bot_senders": list(BOT_SENDERS),
         "silenced_error": _silenced_error(),
     }
@@ -350,9 +351,9 @@ def _claim_orm(db, limit, now):
         if connections[db].features.has_select_for_update_skip_locked:
             rooms = rooms.select_for_update(skip_locked=True, of=("self",))
         found = {
-            pk: (chat_id, credential_id, handler)
-            for pk, chat_id, credential_id, handler in rooms.values_list(
-                "pk", "chat_id", "credential_id", "handler"
+            pk: (chat_id, credential_id, silenced_through)
+            for pk, chat_id, credential_id, silenced_through in rooms.values_list(
+                "pk", "chat_id", "credential_id", "bot_silenced_through"
             )[:limit]
         }
         heads = dict(
@@ -371,8 +372,8 @@ def _claim_orm(db, limit, now):
         ):
             if message.next_attempt_at and message.next_attempt_at > now:
                 continue
-            chat_id, credential_id, handler = found[message.room_id]
-            if message.sender in BOT_SENDERS and handler != ChatRoom.Handler.BOT:
+            chat_id, credential_id, silenced_through = found[message.room_id]
+            if message.sender in BOT_SENDERS and message.pk <= (silenced_through or 0):
                 Message.objects.using(db).filter(
                     pk=message.pk, status=Message.Status.QUEUED
                 ).update(
@@ -409,7 +410,7 @@ def _claim_orm(db, limit, now):
 
 
 def _silenced_error():
-    return gettext("Not sent: people handle this chat room now.")
+    return gettext("Not sent: people took the chat room over.")
 
 
 def _rooms_settle(db, room_ids):

@@ -4,10 +4,13 @@ A room the bot handles is answered by the auto-reply rules and the site's bot
 (rchat/bots/engine.py); a room people handle hears nothing from the bot. The change to
 people is strict: once ``room_take_over`` (or ``room_hand_over``) has committed, no bot
 message reaches R-Chat for that room. Three things make it so: the change locks the
-room and cancels the bot's queued messages in the same transaction; ``message_send``
-refuses a bot message for a room people handle, under the same lock; and a bot
-message already in a worker's hands is waited for before the change commits (it was
-sent before, then). The delivery claim checks again (services/delivery.py).
+room, cancels the bot's queued messages and marks the room's latest message id
+(``bot_silenced_through``) in one transaction; ``message_send`` refuses a bot message
+for a room people handle, under the same lock; a bot message already in a worker's
+hands is waited for before the change commits (it was sent before, then); and the
+delivery claim drops any bot message up to the mark (services/delivery.py), one a
+stopped worker left behind included. When the bot itself hands over, what it queued
+before (its parting words) is still sent.
 """
 
 import logging
@@ -15,6 +18,7 @@ import time
 from datetime import timedelta
 
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext
 
@@ -38,16 +42,43 @@ def room_take_over(*, room, user):
     sending is waited for (at most ``IN_FLIGHT_WAIT_SECONDS``), so no bot message is
     sent after this returns. Raises ``InvalidMessage`` for a closed room.
     """
-    return _to_people(room=room, reason=Handover.Reason.TAKEN, by=user, assign=user)
+    deadline = time.monotonic() + IN_FLIGHT_WAIT_SECONDS
+    while True:
+        with transaction.atomic():
+            locked = _lock(room)
+            if locked.status != ChatRoom.Status.OPEN:
+                reason = gettext("This chat room is closed; reopen it to reply.")
+                raise InvalidMessage(reason, errors={"room": reason})
+            in_flight = Message.objects.filter(
+                room_id=locked.pk, status=Message.Status.SENDING, sender__in=BOT_SENDERS
+            ).exists()
+            if not in_flight or time.monotonic() > deadline:
+                if in_flight:
+                    logger.warning(
+                        "Chat room %s taken over while a bot message was still being sent "
+                        "after %.0f s (a worker stopped?)",
+                        locked.pk,
+                        IN_FLIGHT_WAIT_SECONDS,
+                    )
+                _bot_silence(locked)
+                _people_take(locked, Handover.Reason.TAKEN, "", None, user, user)
+                return _copy(locked, room)
+        # A worker is sending the bot's message: let it finish and record (it needs the
+        # room's lock for that), then look again.
+        time.sleep(_IN_FLIGHT_POLL)
 
 
 def room_hand_over(*, room, reason=Handover.Reason.BOT, detail="", message=None, by=None):
     """The bot gives ``room`` to people, with why (``reason``, ``detail``).
 
-    The room stays unassigned unless it was assigned, so it shows in the inbox's
-    Unassigned tab. A room people already handle is left as it is (no second record).
+    What the bot queued before (its parting words) is still sent. The room stays
+    unassigned unless it was assigned, so it shows in the inbox's Unassigned tab. A
+    room people already handle is left as it is (no second record).
     """
-    return _to_people(room=room, reason=reason, detail=detail, message=message, by=by)
+    with transaction.atomic():
+        locked = _lock(room)
+        _people_take(locked, reason, detail, message, by, None)
+    return _copy(locked, room)
 
 
 def room_return_to_bot(*, room, by=None, reason=Handover.Reason.RETURNED, detail=""):
@@ -99,30 +130,24 @@ def room_handler_for_new(credential):
 # --- Internals ---------------------------------------------------------------------------
 
 
-def _to_people(*, room, reason, detail="", message=None, by=None, assign=None):
-    deadline = time.monotonic() + IN_FLIGHT_WAIT_SECONDS
-    while True:
-        with transaction.atomic():
-            locked = _lock(room)
-            if locked.status != ChatRoom.Status.OPEN and reason == Handover.Reason.TAKEN:
-                reason_text = gettext("This chat room is closed; reopen it to reply.")
-                raise InvalidMessage(reason_text, errors={"room": reason_text})
-            in_flight = Message.objects.filter(
-                room_id=locked.pk, status=Message.Status.SENDING, sender__in=BOT_SENDERS
-            ).exists()
-            if not in_flight or time.monotonic() > deadline:
-                if in_flight:
-                    logger.warning(
-                        "Chat room %s taken over while a bot message was still being sent "
-                        "after %.0f s (a worker stopped?)",
-                        locked.pk,
-                        IN_FLIGHT_WAIT_SECONDS,
-                    )
-                _people_take(locked, reason, detail, message, by, assign)
-                return _copy(locked, room)
-        # A worker is sending the bot's message: let it finish and record (it needs the
-        # room's lock for that), then look again.
-        time.sleep(_IN_FLIGHT_POLL)
+def _bot_silence(locked):
+    """Cancel the bot's queued messages in ``locked`` (a locked room) and mark where the
+    bot was silenced, so that none of its messages so far is ever sent."""
+    now = timezone.now()
+    cancelled = Message.objects.filter(
+        room_id=locked.pk, status=Message.Status.QUEUED, sender__in=BOT_SENDERS
+    ).update(
+        status=Message.Status.CANCELLED,
+        last_error=gettext("Not sent: people took the chat room over."),
+        updated_at=now,
+    )
+    latest = Message.objects.filter(room_id=locked.pk).aggregate(latest=Max("pk"))["latest"]
+    locked.bot_silenced_through = latest
+    locked.save(update_fields=["bot_silenced_through"])
+    if cancelled:
+        logger.info(
+            "Chat room %s: %d bot message(s) cancelled by a take-over", locked.pk, cancelled
+        )
 
 
 def _people_take(locked, reason, detail, message, by, assign):
@@ -131,13 +156,6 @@ def _people_take(locked, reason, detail, message, by, assign):
     if assign is not None and locked.assignee_id is None:
         locked.assignee = assign
         fields.append("assignee")
-    cancelled = Message.objects.filter(
-        room_id=locked.pk, status=Message.Status.QUEUED, sender__in=BOT_SENDERS
-    ).update(
-        status=Message.Status.CANCELLED,
-        last_error=gettext("Not sent: people took the chat room over."),
-        updated_at=now,
-    )
     if locked.handler != ChatRoom.Handler.PEOPLE:
         locked.handler = ChatRoom.Handler.PEOPLE
         locked.handler_since = now
@@ -154,10 +172,6 @@ def _people_take(locked, reason, detail, message, by, assign):
         )
     if fields:
         locked.save(update_fields=fields)
-    if cancelled:
-        logger.info(
-            "Chat room %s: %d bot message(s) cancelled by a hand-over", locked.pk, cancelled
-        )
 
 
 def _reason_text(reason, detail):

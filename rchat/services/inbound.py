@@ -787,6 +787,16 @@ def _message_received(message, room, created):
                 message.pk,
                 exc_info=response,
             )
+    if created and room.handler == ChatRoom.Handler.BOT:
+        try:
+            broker.publish(broker.BOT_REPLY, message.pk)
+        except Exception as exc:  # the message is stored; people see it in the inbox
+            logger.error(
+                "Could not ask the bot to answer message %s (%s: %s)",
+                message.pk,
+                type(exc).__name__,
+                exc,
+            )
     if created and get_setting("ON_MESSAGE"):
         try:
             broker.publish(broker.MESSAGE_HOOK, message.pk)
