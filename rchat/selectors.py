@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from . import crypto
-from .models import Broadcast, ChatRoom, Credential, Message
+from .models import Broadcast, ChatRoom, Credential, Handover, Message
 
 # --- Inbox and API ----------------------------------------------------------------------
 # Each function here runs a fixed number of queries, whatever the number of rooms or
@@ -123,6 +123,82 @@ def room_thread_version(*, room, since_id):
     changed = shown["changed"].timestamp() if shown["changed"] else 0
     counts = "-".join(str(shown[status]) for status in Message.Status.values)
     return f"{counts}.{shown['last_id'] or 0}.{changed:.6f}.{room.status}.{room.assignee_id or 0}"
+
+
+# --- Who handles a room: the inbox's Bot tab, Unassigned for people, hand-overs ----------
+# Added beside the functions above rather than changing them: the API keeps room_list's
+# and room_counts' meaning of "unassigned" (no assignee, whoever handles the room).
+
+#: The inbox's tabs: the agent's own rooms, rooms people handle that nobody has yet,
+#: rooms the bot handles, every room.
+INBOX_VIEWS = ("mine", "unassigned", "bot", "all")
+#: Who handles a room, as the inbox's filter names it.
+ROOM_HANDLERS = (ChatRoom.Handler.BOT.value, ChatRoom.Handler.PEOPLE.value)
+#: Hand-overs shown with a chat room (its latest ones).
+HANDOVER_HISTORY_LIMIT = 20
+
+
+def _inbox_views(user):
+    """Each tab of ``INBOX_VIEWS`` as a condition on open rooms (None: every room)."""
+    return {
+        "mine": Q(assignee=user),
+        # A room the bot answers needs nobody yet; one handed to people does.
+        "unassigned": Q(assignee__isnull=True, handler=ChatRoom.Handler.PEOPLE),
+        "bot": Q(handler=ChatRoom.Handler.BOT),
+        "all": None,
+    }
+
+
+def inbox_room_list(*, user, view="all", status="open", q="", handler=""):
+    """Chat rooms for one tab of the inbox (``INBOX_VIEWS``), newest activity first.
+
+    Like ``room_list``, except that "unassigned" is the rooms people handle with no
+    assignee, "bot" the rooms the bot handles, and ``handler`` ("bot" or "people", ""
+    for either) keeps only the rooms that one handles. One query.
+    """
+    rooms = room_list(user=user, status=status, q=q)
+    condition = _inbox_views(user).get(view)
+    if condition is not None:
+        rooms = rooms.filter(condition)
+    if handler in ROOM_HANDLERS:
+        rooms = rooms.filter(handler=handler)
+    return rooms
+
+
+def inbox_room_counts(*, user):
+    """Open rooms and open rooms with unread messages, per tab of ``INBOX_VIEWS``, in
+    one query."""
+    unread = Q(unread_count__gt=0)
+    counts = {}
+    for view, condition in _inbox_views(user).items():
+        counts[view] = Count("pk", filter=condition)
+        counts[f"{view}_unread"] = Count(
+            "pk", filter=unread if condition is None else condition & unread
+        )
+    totals = ChatRoom.objects.filter(status=ChatRoom.Status.OPEN).aggregate(**counts)
+    return {
+        view: {"open": totals[view], "unread": totals[f"{view}_unread"]} for view in INBOX_VIEWS
+    }
+
+
+def room_conversation(*, room, before=None, limit=THREAD_LIMIT):
+    """``room_thread`` for pages that say who wrote each reply: the author and the
+    auto-reply rule of every message come in the same query.
+
+    Returns ``(messages oldest first, whether older messages exist)``.
+    """
+    messages = Message.objects.filter(room=room).select_related("author", "rule").order_by("-id")
+    if before:
+        messages = messages.filter(id__lt=before)
+    rows = list(messages[: limit + 1])
+    return rows[:limit][::-1], len(rows) > limit
+
+
+def room_handovers(*, room, limit=HANDOVER_HISTORY_LIMIT):
+    """The latest ``limit`` hand-overs of ``room``, newest first, with who made each."""
+    return list(
+        Handover.objects.filter(room=room).select_related("by").order_by("-at", "-id")[:limit]
+    )
 
 
 # --- Broadcasts ---------------------------------------------------------------------------
