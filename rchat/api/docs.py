@@ -21,7 +21,8 @@ SCHEMA_SETTINGS = {
     "TITLE": "rchat API",
     "DESCRIPTION": (
         "Read R-Chat conversations and answer them: chat rooms, their messages, "
-        "replies, assign, close and reopen. Authenticate with a session or with "
+        "replies, assign, close and reopen, and who handles a room: take over, hand "
+        "over to people, return to the bot. Authenticate with a session or with "
         "'Authorization: Token <key>'."
     ),
     "VERSION": "1",
