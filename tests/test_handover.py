@@ -196,3 +196,30 @@ def test_new_rooms_start_with_the_credentials_handler(client, httpserver):
         "b-1": "bot",
         "p-1": "people",
     }
+
+
+@pytest.mark.parametrize(
+    ("rchat_settings", "error"),
+    [
+        ({"BOT": "tests.nowhere.Bot"}, "rchat.E009"),
+        ({"BOT": "rchat.services.message_send"}, "rchat.E009"),
+        ({"HANDOVER_PHRASES": "talk to a person"}, "rchat.E010"),
+        ({"HANDOVER_REPLY": {"type": "text", "data": ""}}, "rchat.E011"),
+        ({"HANDOVER_REPLY": "hello"}, "rchat.E011"),
+    ],
+)
+def test_bot_settings_that_cannot_work_fail_the_checks(rchat_settings, error):
+    from rchat.checks import check_settings
+
+    with override_settings(RCHAT=rchat_settings):
+        found = [e.id for e in check_settings()]
+    assert error in found
+
+
+def test_the_default_bot_settings_pass_the_checks():
+    from rchat.checks import check_settings
+
+    with override_settings(RCHAT={"BOT": "tests.test_bot_engine.ShopBot"}):
+        assert not [
+            e.id for e in check_settings() if e.id in ("rchat.E009", "rchat.E010", "rchat.E011")
+        ]
