@@ -27,6 +27,9 @@ SCHEMA_SETTINGS = {
     ),
     "VERSION": "1",
     "PREPROCESSING_HOOKS": ["rchat.api.docs.only_rchat_api"],
+    # A reply's sender (person or bot) and a message's (any Message.Sender) are two
+    # choice sets under one field name: each named here, not "Sender<hash>Enum".
+    "ENUM_NAME_OVERRIDES": {"ReplySenderEnum": "rchat.api.serializers.REPLY_SENDERS"},
 }
 
 

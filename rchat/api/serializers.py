@@ -249,7 +249,9 @@ class RoomFilterSerializer(serializers.Serializer):
     q = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     credential = serializers.CharField(max_length=100, required=False, allow_blank=True)
     chat_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
-    handler = serializers.ChoiceField(choices=ROOM_HANDLERS, required=False, allow_blank=True)
+    handler = serializers.ChoiceField(
+        choices=ChatRoom.Handler.choices, required=False, allow_blank=True
+    )
 
 
 # --- Broadcasts ----------------------------------------------------------------------

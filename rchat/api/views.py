@@ -192,7 +192,11 @@ def rooms_filtered(user, values):
     return rooms
 
 
-@extend_schema(parameters=ROOM_FILTERS)
+@extend_schema(
+    parameters=ROOM_FILTERS,
+    responses={200: ChatRoomSerializer(many=True), 400: ErrorSerializer},
+    description="Chat rooms, most recent activity first (the inbox's filters; a bad one: 400).",
+)
 class RoomListView(RChatAPIView, generics.ListAPIView):
     """Chat rooms, most recent activity first (filters as in the inbox)."""
 
