@@ -466,3 +466,12 @@ def test_the_message_thread_is_read_once_per_try(
     answers(httpserver, 200)
     with django_assert_max_num_queries(12):
         assert external.forward(latest.pk).outcome == "sent"
+
+
+def test_a_worker_that_autodiscovers_rchat_tasks_knows_the_task():
+    """Celery's autodiscovery imports each app's ``tasks`` module only: rchat.tasks
+    must bring the bots' task with it, or a worker drops every forward as unregistered."""
+    import rchat.tasks
+
+    assert rchat.tasks.forward_to_bot is forward_to_bot
+    assert forward_to_bot.name == "rchat.bots.tasks.forward_to_bot"
