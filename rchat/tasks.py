@@ -4,6 +4,9 @@ from celery import shared_task
 
 from . import broker, services
 
+# The bots' task lives with the bots; Celery autodiscovers rchat.tasks only.
+from .bots.tasks import forward_to_bot  # noqa: F401
+
 # --- Delivery ---------------------------------------------------------------------------
 # The broker only wakes a worker up; the rows say what is left to do, so running a
 # task twice, or late, sends nothing twice (docs/delivery.md).
