@@ -110,14 +110,69 @@ def keywords(match):
 
 
 def pattern_error(pattern):
-    """Why ``pattern`` is not a usable regular expression ("" when it is)."""
+    """Why ``pattern`` is not a usable regular expression ("" when it is): it does not
+    compile, or it repeats a repetition (``(a+)+``, ``(\\w+\\s?)*`` …), the shape that
+    can backtrack for minutes on one message. Python's ``re`` has no time limit, so
+    such a pattern is refused in admin and never run (a possessive ``++`` or an atomic
+    group ``(?>…)`` is accepted: it does not backtrack)."""
     if not (pattern or "").strip():
         return _("A pattern rule needs a regular expression.")
     try:
         re.compile(pattern, re.IGNORECASE)
     except (re.error, RecursionError, OverflowError) as exc:
         return _("Not a valid regular expression: %(error)s.") % {"error": exc}
+    if _repeats_a_repetition(pattern):
+        return _(
+            "The pattern repeats a repetition (like (a+)+), which can take minutes on some "
+            "messages: write it without the nested repetition, or make the outer one "
+            "possessive (++, *+)."
+        )
     return ""
+
+
+def _repeats_a_repetition(pattern):
+    # The parse tree of re itself (re._parser, sre_parse before 3.11). Private, so a
+    # change in it disables this check rather than breaking the rules.
+    try:
+        from re import _constants as codes
+        from re import _parser as parser
+    except ImportError:  # pragma: no cover - Python before 3.11
+        return False
+    try:
+        tree = parser.parse(pattern, re.IGNORECASE)
+    except Exception:  # pragma: no cover - compiled above; a changed parser only
+        return False
+    repeats = {codes.MAX_REPEAT, codes.MIN_REPEAT}
+
+    def walk(items, inside):
+        for op, value in items:
+            if op in repeats:
+                many = value[1] == codes.MAXREPEAT or value[1] > 10
+                if inside and many:
+                    return True
+                nested = [(value[2], inside or many)]
+            elif op == codes.POSSESSIVE_REPEAT:
+                nested = [(value[2], False)]  # never backtracked into
+            elif op == codes.ATOMIC_GROUP:
+                nested = [(value, False)]
+            elif op == codes.SUBPATTERN:
+                nested = [(value[3], inside)]
+            elif op == codes.BRANCH:
+                nested = [(branch, inside) for branch in value[1]]
+            elif op in (codes.ASSERT, codes.ASSERT_NOT):
+                nested = [(value[1], inside)]
+            elif op == codes.GROUPREF_EXISTS:
+                nested = [(branch, inside) for branch in value[1:] if branch is not None]
+            else:
+                nested = []
+            if any(walk(sub, flag) for sub, flag in nested):
+                return True
+        return False
+
+    try:
+        return walk(tree, False)
+    except Exception:  # pragma: no cover - a changed parse tree
+        return False
 
 
 def active_rules(*, credential_id):
