@@ -912,15 +912,27 @@ def bot_overview(days):
         items=[(str(label), count) for _value, label, count in stats.reasons],
         title=_("Hand-overs by reason, last %(days)d days") % {"days": days},
     )
-    responses = charts.line_chart(
+    # One chart each: the bot answers in seconds, people in minutes or hours.
+    bot_responses = charts.line_chart(
         labels=labels,
         series=[
-            (_("Bot, median"), [day.bot_response.median for day in stats.days]),
-            (_("People, median"), [day.people_response.median for day in stats.days]),
-            (_("People, 90th percentile"), [day.people_response.p90 for day in stats.days]),
+            (_("Median"), [day.bot_response.median for day in stats.days]),
+            (_("90th percentile"), [day.bot_response.p90 for day in stats.days]),
         ],
-        title=_("First response per day, last %(days)d days") % {"days": days},
+        title=_("The bot's first response per day, last %(days)d days") % {"days": days},
         shown=charts.duration_text,
+        ceiling=charts.duration_ceiling,
+        label_every=every,
+    )
+    people_responses = charts.line_chart(
+        labels=labels,
+        series=[
+            (_("Median"), [day.people_response.median for day in stats.days]),
+            (_("90th percentile"), [day.people_response.p90 for day in stats.days]),
+        ],
+        title=_("People's first response after a hand-over, last %(days)d days") % {"days": days},
+        shown=charts.duration_text,
+        ceiling=charts.duration_ceiling,
         label_every=every,
     )
     rows = [
@@ -938,7 +950,8 @@ def bot_overview(days):
         "bot_rows": rows,
         "bot_conversations_chart": conversations,
         "bot_reasons_chart": reasons,
-        "bot_responses_chart": responses,
+        "bot_responses_chart": bot_responses,
+        "people_responses_chart": people_responses,
         "bot_response_median": charts.duration_text(stats.bot_response.median),
         "people_response_median": charts.duration_text(stats.people_response.median),
         "bot_csv_url": reverse("admin:rchat_overview_bot_csv") + f"?days={days}",

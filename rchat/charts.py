@@ -230,18 +230,21 @@ def horizontal_bar_chart(*, items, title, width=860, row_height=24, label_width=
     return mark_safe("".join(parts))  # noqa: S308 - every interpolated text is escaped
 
 
-def line_chart(*, labels, series, title, shown=str, width=860, height=240, label_every=1):
+def line_chart(
+    *, labels, series, title, shown=str, ceiling=None, width=860, height=240, label_every=1
+):
     """An SVG chart with one line per ``(name, values)`` of ``series`` over ``labels``.
 
     A value of None leaves a gap (the line is broken there). ``shown`` turns a value
-    into the text of the axis and of each point's ``<title>`` (e.g. a duration). Each
+    into the text of the axis and of each point's ``<title>`` (e.g. a duration), and
+    ``ceiling`` the largest value into the axis' top (default: 1, 2, 5, 10 …). Each
     point has ``data-label``, ``data-series`` and ``data-value``. Returns safe HTML.
     """
     margin_left, margin_right, margin_top, margin_bottom = 64, 10, 28, 40
     plot_w = width - margin_left - margin_right
     plot_h = height - margin_top - margin_bottom
     found = [value for _, values in series for value in values if value is not None]
-    top = _nice_ceiling(max(found, default=0))
+    top = (ceiling or _nice_ceiling)(max(found, default=0))
     step = plot_w / max(len(labels), 1)
 
     parts = _open_svg("rchat-chart rchat-line", title, width, height)
@@ -290,6 +293,14 @@ def line_chart(*, labels, series, title, shown=str, width=860, height=240, label
     _legend(parts, series, x=margin_left)
     parts.append("</svg>")
     return mark_safe("".join(parts))  # noqa: S308 - every interpolated text is escaped
+
+
+def duration_ceiling(seconds):
+    """An axis top for waiting times: a round number of seconds, minutes or hours."""
+    for unit in (3600, 60):
+        if seconds >= unit:
+            return unit * _nice_ceiling(seconds / unit)
+    return _nice_ceiling(seconds)
 
 
 def duration_text(seconds):
