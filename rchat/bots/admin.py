@@ -117,9 +117,6 @@ class ReplyFormMixin:
     """A ModelForm's ``reply_type`` / ``reply_data``: typed as text, checked with
     ``payloads.outbound_validate``, stored as it will be sent."""
 
-    #: Whether an empty reply may be saved.
-    reply_optional = True
-
     def _reply_fields(self):
         self.fields["reply_type"] = forms.ChoiceField(
             label=self.fields["reply_type"].label, choices=REPLY_TYPES, initial="text"
@@ -197,9 +194,10 @@ class AutoReplyForm(ReplyFormMixin, forms.ModelForm):
         self.fields["credential"].empty_label = _("Every credential")
 
     def reply_empty_error(self, cleaned):
-        if cleaned.get("hand_over"):
-            return ""
-        return gettext("A rule needs a reply, or “then hand over to people” ticked.")
+        # The engine sends a matching rule's reply whatever it is: a rule without one
+        # would queue a message that cannot be sent (a silent hand-over is what
+        # RCHAT["HANDOVER_PHRASES"] is for).
+        return gettext("A rule needs a reply.")
 
     def clean(self):
         cleaned = super().clean()
@@ -255,6 +253,16 @@ def try_message(*, credential, text, first_message, at=None):
     checks = rules.rules_explain(
         credential_id=credential_id, text=text, first_message=first_message
     )
+    answers = [check for check in checks if check.answers]
+    if answers and answers[0].rule.kind == AutoReply.Kind.GREETING:
+        # As the engine does: a new chat room's greeting, then the first keyword or
+        # pattern rule that matches as well.
+        then = next(
+            (c for c in checks if c.matched and c.rule.kind != AutoReply.Kind.GREETING), None
+        )
+        if then is not None:
+            answers.append(then)
+    answering = {check.rule.pk for check in answers}
     return {
         "credential": credential,
         "asks_for_person": rules.asks_for_person(text),
@@ -266,12 +274,13 @@ def try_message(*, credential, text, first_message, at=None):
         "checks": [
             {
                 "check": check,
+                "answers": check.rule.pk in answering,
                 "reply": reply_preview(check.rule.reply_type, check.rule.reply_data),
                 "url": reverse("admin:rchat_autoreply_change", args=[check.rule.pk]),
             }
             for check in checks
         ],
-        "answer": next((check for check in checks if check.answers), None),
+        "answers": answers,
     }
 
 
