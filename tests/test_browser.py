@@ -128,6 +128,11 @@ def test_agent_sees_a_new_message_live_replies_and_sees_it_sent(
         "message": {"type": "text", "data": "Sure, what is your order number?"},
         "chat_id": "web-123",
         "idempotency_key": sent.dedup_key,
+        # The project names who wrote it (RCHAT["SENDER_FIELD"] = "sender").
+        "sender": {
+            "kind": "person",
+            "name": sent.author.get_full_name() or sent.author.get_username(),
+        },
     }
     assert script_errors == []
     page.close()
