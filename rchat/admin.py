@@ -22,6 +22,11 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext, ngettext_lazy
 
 from . import charts, crypto, payloads, selectors, services
+
+# The chatbot back-office's own pages (rules, business hours, external bots) register
+# themselves on import; the replay action is offered with the chat rooms.
+from .bots import admin as _bots_admin  # noqa: F401
+from .bots.admin import replay_action
 from .bots.stats import bot_stats
 from .exceptions import InvalidMessage, RChatAPIError, RChatConfigurationError, RChatError
 from .models import (
@@ -490,6 +495,7 @@ class ChatRoomAdmin(RChatAdmin):
         "take_over",
         "return_to_bot",
         "send_broadcast",
+        replay_action,
     ]
     change_form_template = "admin/rchat/chatroom/change_form.html"
     change_list_template = "admin/rchat/chatroom/change_list.html"

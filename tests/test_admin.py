@@ -908,3 +908,11 @@ def test_a_credential_s_new_rooms_can_start_with_the_bot(client, operator):
     assert client.post(url, form).status_code == 302
     credential.refresh_from_db()
     assert credential.bot_first is False
+
+
+def test_the_chat_room_list_offers_the_bot_s_actions(client, operator):
+    """Take over, Return to the bot and the bot's replay are actions of the room list."""
+    ChatRoomFactory()
+    listing = client.get(reverse("admin:rchat_chatroom_changelist")).content.decode()
+    for action in ("take_over", "return_to_bot", "replay_action"):
+        assert f'value="{action}"' in listing
