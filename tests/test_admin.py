@@ -460,6 +460,8 @@ def test_a_reply_from_the_change_page_is_queued_and_delivered_to_r_chat(
             "message": {"type": "text", "data": "Hi!"},
             "chat_id": "web-42",
             "idempotency_key": message.dedup_key,
+            # The project names who wrote it (RCHAT["SENDER_FIELD"] = "sender").
+            "sender": {"kind": "person", "name": operator.get_full_name() or "boss"},
         },
     ).respond_with_json({"status": "SUCCESS", "message_id": "m-1"})
     services.delivery_drain()
