@@ -21,7 +21,11 @@ from .models import Broadcast, ChatRoom, Credential, Handover, Message
 # last_message_preview columns rather than counting messages.
 
 #: The inbox's tabs: the agent's own rooms, rooms nobody has, every room.
-ROOM_VIEWS = ("mine", "unassigned", "all")
+#: The inbox's tabs (and the API's ``view``): the agent's own rooms, rooms people handle
+#: that nobody has taken yet, rooms the bot handles, every room.
+ROOM_VIEWS = ("mine", "unassigned", "bot", "all")
+#: Who handles a room, as the filters name it.
+ROOM_HANDLERS = (ChatRoom.Handler.BOT.value, ChatRoom.Handler.PEOPLE.value)
 #: Room status filters; "all" means either.
 ROOM_STATUSES = ("open", "closed", "all")
 #: Messages shown at once in a conversation; older ones are a link away.
@@ -36,22 +40,43 @@ def _rooms():
     )
 
 
+def _views(user):
+    """Each of ``ROOM_VIEWS`` as a condition on rooms (None: every room)."""
+    return {
+        "mine": Q(assignee=user),
+        # A room the bot answers needs nobody yet; one handed to people does.
+        "unassigned": Q(assignee__isnull=True, handler=ChatRoom.Handler.PEOPLE),
+        "bot": Q(handler=ChatRoom.Handler.BOT),
+        "all": None,
+    }
+
+
 def room_list(
-    *, user, view="all", status="open", q="", credential=None, credential_name="", chat_id=""
+    *,
+    user,
+    view="all",
+    status="open",
+    q="",
+    credential=None,
+    credential_name="",
+    chat_id="",
+    handler="",
 ):
     """Chat rooms for the inbox or the API, most recent activity first.
 
-    ``view`` is one of ``ROOM_VIEWS`` (``mine`` is relative to ``user``), ``status``
-    one of ``ROOM_STATUSES``; ``q`` matches the chat id, the end user's name or the
-    text of any message in the room; ``credential`` (a Credential or its pk) or
+    ``view`` is one of ``ROOM_VIEWS`` (``mine`` is relative to ``user``; "unassigned"
+    is the rooms people handle that nobody has taken, "bot" those the bot handles),
+    ``status`` one of ``ROOM_STATUSES``; ``q`` matches the chat id, the end user's name
+    or the text of any message in the room; ``credential`` (a Credential or its pk) or
     ``credential_name`` keeps only that account's rooms; ``chat_id`` is R-Chat's id,
-    matched exactly.
+    matched exactly; ``handler`` ("bot" or "people", "" for either) who handles them.
     """
     rooms = _rooms()
-    if view == "mine":
-        rooms = rooms.filter(assignee=user)
-    elif view == "unassigned":
-        rooms = rooms.filter(assignee__isnull=True)
+    condition = _views(user).get(view)
+    if condition is not None:
+        rooms = rooms.filter(condition)
+    if handler in ROOM_HANDLERS:
+        rooms = rooms.filter(handler=handler)
     if status in ("open", "closed"):
         rooms = rooms.filter(status=status)
     if credential is not None:
@@ -71,18 +96,16 @@ def room_list(
 
 
 def room_counts(*, user):
-    """Open rooms and open rooms with unread messages, per inbox tab, in one query."""
+    """Open rooms and open rooms with unread messages, per tab (``ROOM_VIEWS``), in one
+    query."""
     unread = Q(unread_count__gt=0)
-    mine = Q(assignee=user)
-    unassigned = Q(assignee__isnull=True)
-    totals = ChatRoom.objects.filter(status=ChatRoom.Status.OPEN).aggregate(
-        mine=Count("pk", filter=mine),
-        mine_unread=Count("pk", filter=mine & unread),
-        unassigned=Count("pk", filter=unassigned),
-        unassigned_unread=Count("pk", filter=unassigned & unread),
-        all=Count("pk"),
-        all_unread=Count("pk", filter=unread),
-    )
+    counts = {}
+    for view, condition in _views(user).items():
+        counts[view] = Count("pk", filter=condition)
+        counts[f"{view}_unread"] = Count(
+            "pk", filter=unread if condition is None else condition & unread
+        )
+    totals = ChatRoom.objects.filter(status=ChatRoom.Status.OPEN).aggregate(**counts)
     return {view: {"open": totals[view], "unread": totals[f"{view}_unread"]} for view in ROOM_VIEWS}
 
 
@@ -125,60 +148,10 @@ def room_thread_version(*, room, since_id):
     return f"{counts}.{shown['last_id'] or 0}.{changed:.6f}.{room.status}.{room.assignee_id or 0}"
 
 
-# --- Who handles a room: the inbox's Bot tab, Unassigned for people, hand-overs ----------
-# Added beside the functions above rather than changing them: the API keeps room_list's
-# and room_counts' meaning of "unassigned" (no assignee, whoever handles the room).
+# --- Who handles a room: hand-overs ----------------------------------------------------
 
-#: The inbox's tabs: the agent's own rooms, rooms people handle that nobody has yet,
-#: rooms the bot handles, every room.
-INBOX_VIEWS = ("mine", "unassigned", "bot", "all")
-#: Who handles a room, as the inbox's filter names it.
-ROOM_HANDLERS = (ChatRoom.Handler.BOT.value, ChatRoom.Handler.PEOPLE.value)
 #: Hand-overs shown with a chat room (its latest ones).
 HANDOVER_HISTORY_LIMIT = 20
-
-
-def _inbox_views(user):
-    """Each tab of ``INBOX_VIEWS`` as a condition on open rooms (None: every room)."""
-    return {
-        "mine": Q(assignee=user),
-        # A room the bot answers needs nobody yet; one handed to people does.
-        "unassigned": Q(assignee__isnull=True, handler=ChatRoom.Handler.PEOPLE),
-        "bot": Q(handler=ChatRoom.Handler.BOT),
-        "all": None,
-    }
-
-
-def inbox_room_list(*, user, view="all", status="open", q="", handler=""):
-    """Chat rooms for one tab of the inbox (``INBOX_VIEWS``), newest activity first.
-
-    Like ``room_list``, except that "unassigned" is the rooms people handle with no
-    assignee, "bot" the rooms the bot handles, and ``handler`` ("bot" or "people", ""
-    for either) keeps only the rooms that one handles. One query.
-    """
-    rooms = room_list(user=user, status=status, q=q)
-    condition = _inbox_views(user).get(view)
-    if condition is not None:
-        rooms = rooms.filter(condition)
-    if handler in ROOM_HANDLERS:
-        rooms = rooms.filter(handler=handler)
-    return rooms
-
-
-def inbox_room_counts(*, user):
-    """Open rooms and open rooms with unread messages, per tab of ``INBOX_VIEWS``, in
-    one query."""
-    unread = Q(unread_count__gt=0)
-    counts = {}
-    for view, condition in _inbox_views(user).items():
-        counts[view] = Count("pk", filter=condition)
-        counts[f"{view}_unread"] = Count(
-            "pk", filter=unread if condition is None else condition & unread
-        )
-    totals = ChatRoom.objects.filter(status=ChatRoom.Status.OPEN).aggregate(**counts)
-    return {
-        view: {"open": totals[view], "unread": totals[f"{view}_unread"]} for view in INBOX_VIEWS
-    }
 
 
 def room_conversation(*, room, before=None, limit=THREAD_LIMIT):

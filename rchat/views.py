@@ -75,7 +75,7 @@ class InboxFilterForm(RoomFilterForm):
     def filters(self):
         filters = super().filters()  # its tabs know no "bot"
         data = self.cleaned_data if self.is_valid() else {}
-        if data.get("view") in selectors.INBOX_VIEWS:
+        if data.get("view") in selectors.ROOM_VIEWS:
             filters["view"] = data["view"]
         handler = data.get("handler") or ""
         filters["handler"] = handler if handler in selectors.ROOM_HANDLERS else ""
@@ -93,7 +93,7 @@ def _querystring(filters, **extra):
 
 
 def _room_list_context(request, filters, current=None):
-    rooms = selectors.inbox_room_list(
+    rooms = selectors.room_list(
         user=request.user,
         view=filters["view"],
         status=filters["status"],
@@ -101,7 +101,7 @@ def _room_list_context(request, filters, current=None):
         handler=filters["handler"],
     )
     page = Paginator(rooms, ROOMS_PER_PAGE).get_page(request.GET.get("page"))
-    counts = selectors.inbox_room_counts(user=request.user)
+    counts = selectors.room_counts(user=request.user)
     tab_labels = {
         "mine": _("Mine"),
         "unassigned": _("Unassigned"),

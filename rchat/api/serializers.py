@@ -9,9 +9,6 @@ from ..models import Broadcast, ChatRoom, Message
 from ..selectors import ROOM_STATUSES, ROOM_VIEWS, BroadcastProgress
 from .permissions import VIEW_PERMISSION
 
-#: The room list's ``handler`` filter: who answers the end user.
-ROOM_HANDLERS = tuple(ChatRoom.Handler.values)
-
 
 class UserSerializer(serializers.Serializer):
     id = serializers.IntegerField(source="pk", read_only=True)

@@ -30,7 +30,6 @@ from ..models import Broadcast, ChatRoom, Handover, Message
 from .permissions import CanSeeChatRooms
 from .serializers import (
     REPLY_SCHEMA,
-    ROOM_HANDLERS,
     AssignSerializer,
     BroadcastCreateSerializer,
     BroadcastSerializer,
@@ -166,13 +165,17 @@ class RChatAPIView(APIView):
 
 
 ROOM_FILTERS = [
-    OpenApiParameter("view", enum=selectors.ROOM_VIEWS, description="mine, unassigned or all"),
+    OpenApiParameter(
+        "view",
+        enum=selectors.ROOM_VIEWS,
+        description="mine, unassigned (people handle it, nobody has it yet), bot or all",
+    ),
     OpenApiParameter("status", enum=selectors.ROOM_STATUSES, description="default: open"),
     OpenApiParameter("q", description="Search in chat id, end user's name, message text"),
     OpenApiParameter("credential", description="Only this credential's rooms (its name)"),
     OpenApiParameter("chat_id", description="R-Chat's chat id, exactly"),
     OpenApiParameter(
-        "handler", enum=ROOM_HANDLERS, description="Only rooms the bot or people handle"
+        "handler", enum=selectors.ROOM_HANDLERS, description="Only rooms the bot or people handle"
     ),
 ]
 
@@ -186,9 +189,8 @@ def rooms_filtered(user, values):
         q=values["q"],
         credential_name=values.get("credential", ""),
         chat_id=values.get("chat_id", ""),
+        handler=values.get("handler", ""),
     )
-    if values.get("handler"):
-        rooms = rooms.filter(handler=values["handler"])
     return rooms
 
 
