@@ -72,7 +72,7 @@ def get_session():
     otherwise walk ``os.environ`` for proxy and CA settings on each request, which cost
     more than a millisecond of CPU per message on a worker. What those variables say is
     read once instead: proxies per R-Chat origin (``HTTPS_PROXY``, ``NO_PROXY`` …, see
-    ``_proxies_for``) and the CA bundle (``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``).
+    ``proxies_for``) and the CA bundle (``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``).
     """
     session = getattr(_local, "session", None)
     if session is None:
@@ -87,7 +87,7 @@ def get_session():
     return session
 
 
-def _proxies_for(url):
+def proxies_for(url):
     """The proxies the environment gives for ``url``'s origin, looked up once per thread."""
     origin = "/".join(url.split("/", 3)[:3])
     found = _local.proxies.get(origin)
@@ -280,7 +280,7 @@ class RChatClient:
                 headers=headers,
                 timeout=self.timeout,
                 allow_redirects=False,
-                proxies=_proxies_for(url),
+                proxies=proxies_for(url),
             )
         except requests.ConnectTimeout as exc:
             raise RChatUnavailableError(

@@ -22,9 +22,7 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import random
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, timedelta
@@ -36,7 +34,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from .. import __version__, crypto, selectors, services
+from .. import __version__, client, crypto, selectors, services
 from ..client import _network_reason, parse_retry_after
 from ..conf import get_setting
 from ..exceptions import InvalidMessage
@@ -402,40 +400,10 @@ def _hand_over(message, url, error):
 
 # --- HTTP ------------------------------------------------------------------------------------
 
-_local = threading.local()
-
-
-def _reset_sessions():
-    # A forked child (a Celery prefork worker) must not share sockets with its parent.
-    global _local
-    _local = threading.local()
-
-
-os.register_at_fork(after_in_child=_reset_sessions)
-
-
-def _session():
-    """This thread's ``requests.Session``, for the reasons client.get_session gives:
-    connections kept open, and the environment read once (proxies per origin, CA
-    bundle), not on every call (``trust_env`` off)."""
-    session = getattr(_local, "session", None)
-    if session is None:
-        session = requests.Session()
-        session.trust_env = False
-        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        if bundle:
-            session.verify = bundle
-        _local.session = session
-        _local.proxies = {}
-    return session
-
-
-def _proxies_for(url):
-    origin = "/".join(url.split("/", 3)[:3])
-    found = _local.proxies.get(origin)
-    if found is None:
-        found = _local.proxies[origin] = requests.utils.get_environ_proxies(origin)
-    return found
+# The thread's kept-alive session and the environment's proxies, shared with the calls
+# to R-Chat (client.py says why the environment is read once).
+_session = client.get_session
+_proxies_for = client.proxies_for
 
 
 def _post(url, secret, body, *, delivery):
