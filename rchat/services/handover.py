@@ -181,8 +181,8 @@ def _reason_text(reason, detail):
 
 
 def _lock(room):
-    return ChatRoom.objects.select_for_update(of=("self",)).select_related("assignee").get(
-        pk=room.pk
+    return (
+        ChatRoom.objects.select_for_update(of=("self",)).select_related("assignee").get(pk=room.pk)
     )
 
 
