@@ -225,6 +225,15 @@ if os.environ.get("RCHAT_ENCRYPTION_KEYS"):
 # worker (docs/webhooks.md).
 if os.environ.get("RCHAT_ON_MESSAGE"):
     RCHAT["ON_MESSAGE"] = os.environ["RCHAT_ON_MESSAGE"]
+# The demo's chatbot (docs/sandbox.md): rchat_demo_setup gives the demo credential its
+# auto-reply rules and business hours, and what no rule answers goes to this class.
+# RCHAT_BOT names another, or, set empty, leaves the bot to the rules alone.
+RCHAT["BOT"] = os.environ.get("RCHAT_BOT", "project.shopbot.ShopBot")
+# Every Send Message body says who wrote the reply (a person, the bot, a rule) under
+# "sender": the sandbox's chat pages label replies with it.
+RCHAT["SENDER_FIELD"] = "sender"
+# A room people took over goes back to the bot after half an hour without a message.
+RCHAT["RETURN_TO_BOT_AFTER_MINUTES"] = 30
 
 # No DEFAULT_SCHEMA_CLASS: rchat's API documents itself with drf-spectacular whatever
 # it is, and most sites leave DRF's own.

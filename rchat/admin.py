@@ -1,5 +1,6 @@
 """Django admin for operators: credentials, chat rooms, messages, webhook events, broadcasts."""
 
+import csv
 import json
 
 from django import forms
@@ -10,16 +11,23 @@ from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import F
-from django.http import HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.formats import date_format
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext, ngettext_lazy
 
 from . import charts, crypto, payloads, selectors, services
+
+# The chatbot back-office's own pages (rules, business hours, external bots) register
+# themselves on import; the replay action is offered with the chat rooms.
+from .bots import admin as _bots_admin  # noqa: F401
+from .bots.admin import replay_action
+from .bots.stats import bot_stats
 from .exceptions import InvalidMessage, RChatAPIError, RChatConfigurationError, RChatError
 from .models import (
     Broadcast,
@@ -31,7 +39,8 @@ from .models import (
     WebhookEvent,
 )
 from .services.broadcasts import SKIP_REASONS
-from .ui.messages import message_parts
+from .ui.messages import message_parts, person_name
+from .ui.rooms import room_handler_parts
 
 
 class CredentialForm(forms.ModelForm):
@@ -51,7 +60,7 @@ class CredentialForm(forms.ModelForm):
 
     class Meta:
         model = Credential
-        fields = ["name", "base_url", "send_rate"]
+        fields = ["name", "base_url", "send_rate", "bot_first"]
 
     def clean_send_rate(self):
         rate = self.cleaned_data.get("send_rate")
@@ -103,10 +112,11 @@ class CredentialAdmin(RChatAdmin):
         "masked_token",
         "registered_at",
         "last_webhook_at",
+        "bot_first",
         "webhook_url_copy",
         "last_error_plain",
     ]
-    list_filter = ["status"]
+    list_filter = ["status", "bot_first"]
     search_fields = ["name"]
     readonly_fields = [
         "masked_token",
@@ -131,6 +141,8 @@ class CredentialAdmin(RChatAdmin):
             "base_url": form.cleaned_data["base_url"],
             "send_rate": form.cleaned_data.get("send_rate"),
         }
+        if "bot_first" in form.changed_data:
+            fields["bot_first"] = form.cleaned_data["bot_first"]
         token = form.cleaned_data.get("token")
         if not change:
             obj.pk = services.credential_save(token=token, **fields).pk
@@ -439,6 +451,7 @@ class ChatRoomAdmin(RChatAdmin):
         "__str__",
         "unread_count",
         "status",
+        "handler",
         "assignee",
         "last_message_at",
         "channel",
@@ -449,25 +462,41 @@ class ChatRoomAdmin(RChatAdmin):
     # Only the assignee is joined: the credential row would decrypt its tokens for
     # every room, and its name comes as an annotation instead.
     list_select_related = ["assignee"]
-    list_filter = ["status", "channel", AssigneeFilter, UnreadFilter, "credential"]
+    list_filter = ["status", "handler", "channel", AssigneeFilter, UnreadFilter, "credential"]
     search_fields = ["chat_id", "display_name", "messages__text"]
     search_help_text = _("Chat id, end user's name or message text.")
     fields = [
         ("credential", "channel"),
         ("chat_id", "display_name"),
         ("status", "assignee"),
+        ("handler", "handler_since", "handover_reason"),
         ("last_message_at", "unread_count", "created_at"),
+        "handover_history",
     ]
+    # Who handles the room changes through the Take over / Return buttons and actions
+    # (services/handover.py records each change), never by editing the field.
     readonly_fields = [
         "credential",
         "chat_id",
         "channel",
         "display_name",
+        "handler",
+        "handler_since",
+        "handover_reason",
         "last_message_at",
         "unread_count",
         "created_at",
+        "handover_history",
     ]
-    actions = ["close_rooms", "reopen_rooms", "assign_to_me", "send_broadcast"]
+    actions = [
+        "close_rooms",
+        "reopen_rooms",
+        "assign_to_me",
+        "take_over",
+        "return_to_bot",
+        "send_broadcast",
+        replay_action,
+    ]
     change_form_template = "admin/rchat/chatroom/change_form.html"
     change_list_template = "admin/rchat/chatroom/change_list.html"
 
@@ -484,6 +513,38 @@ class ChatRoomAdmin(RChatAdmin):
 
     def has_reply_permission(self, request, obj=None):
         return request.user.has_perm("rchat.reply_chatroom")
+
+    @admin.display(description=_("hand-overs (latest first)"))
+    def handover_history(self, obj):
+        if not obj.pk:
+            return "—"
+        handovers = selectors.room_handovers(room=obj)
+        if not handovers:
+            return _("None yet.")
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    date_format(timezone.localtime(h.at), "SHORT_DATETIME_FORMAT"),
+                    h.get_to_display(),
+                    h.get_reason_display(),
+                    h.detail or "—",
+                    person_name(h.by) if h.by else "—",
+                )
+                for h in handovers
+            ),
+        )
+        return format_html(
+            '<table class="rchat-handovers"><thead><tr><th>{}</th><th>{}</th><th>{}</th>'
+            "<th>{}</th><th>{}</th></tr></thead><tbody>{}</tbody></table>",
+            _("at"),
+            _("handed to"),
+            _("reason"),
+            _("detail"),
+            _("by"),
+            rows,
+        )
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "assignee":
@@ -573,21 +634,119 @@ class ChatRoomAdmin(RChatAdmin):
         }
         return TemplateResponse(request, "rchat/admin/broadcast_form.html", context)
 
+    @admin.action(description=_("Take over (assign to me)"), permissions=["reply"])
+    def take_over(self, request, queryset):
+        self._for_each_room_that_may_fail(
+            request,
+            queryset,
+            lambda room: services.room_take_over(room=room, user=request.user),
+            ngettext_lazy(
+                "%(count)d chat room taken over: people answer it, the bot is silent.",
+                "%(count)d chat rooms taken over: people answer them, the bot is silent.",
+                "count",
+            ),
+            ngettext_lazy(
+                "%(count)d chat room could not be taken over: %(reasons)s",
+                "%(count)d chat rooms could not be taken over: %(reasons)s",
+                "count",
+            ),
+        )
+
+    @admin.action(description=_("Return to the bot"), permissions=["reply"])
+    def return_to_bot(self, request, queryset):
+        self._for_each_room_that_may_fail(
+            request,
+            queryset,
+            lambda room: services.room_return_to_bot(room=room, by=request.user),
+            ngettext_lazy(
+                "%(count)d chat room returned to the bot.",
+                "%(count)d chat rooms returned to the bot.",
+                "count",
+            ),
+            ngettext_lazy(
+                "%(count)d chat room could not be returned to the bot: %(reasons)s",
+                "%(count)d chat rooms could not be returned to the bot: %(reasons)s",
+                "count",
+            ),
+        )
+
     def _for_each_room(self, request, rooms, change, done):
         rooms = list(rooms)
         for room in rooms:
             change(room)
         self.message_user(request, done % {"count": len(rooms)}, messages.SUCCESS)
 
+    def _for_each_room_that_may_fail(self, request, rooms, change, done, failed):
+        """``change`` each room; one message counts those done, one those refused (why)."""
+        succeeded, refused = 0, []
+        for room in rooms.order_by("pk"):
+            try:
+                change(room)
+            except InvalidMessage as exc:
+                refused.append(f"{room}: {exc}")
+            else:
+                succeeded += 1
+        if succeeded or not refused:
+            self.message_user(request, done % {"count": succeeded}, messages.SUCCESS)
+        if refused:
+            self.message_user(
+                request,
+                failed % {"count": len(refused), "reasons": "; ".join(refused[:10])},
+                messages.ERROR,
+            )
+
     # --- the conversation and the reply form ---
 
     def get_urls(self):
-        overview = path(
-            "overview/",
-            self.admin_site.admin_view(self.overview_view),
-            name="rchat_overview",
+        view = self.admin_site.admin_view
+        return [
+            path("overview/", view(self.overview_view), name="rchat_overview"),
+            path("overview/bot.csv", view(self.bot_csv_view), name="rchat_overview_bot_csv"),
+            path(
+                "<path:object_id>/take-over/",
+                view(self.take_over_view),
+                name="rchat_chatroom_take_over",
+            ),
+            path(
+                "<path:object_id>/return-to-bot/",
+                view(self.return_to_bot_view),
+                name="rchat_chatroom_return_to_bot",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _handler_change_view(self, request, object_id, change, done):
+        """The conversation's Take over / Return to the bot buttons (POST only)."""
+        room = self.get_object(request, unquote(object_id))
+        if room is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if request.method != "POST" or not self.has_reply_permission(request, room):
+            raise PermissionDenied
+        try:
+            change(room)
+        except InvalidMessage as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        else:
+            self.message_user(request, done, messages.SUCCESS)
+        return HttpResponseRedirect(
+            reverse("admin:rchat_chatroom_change", args=[room.pk]) + "#rchat-handling"
         )
-        return [overview, *super().get_urls()]
+
+    def take_over_view(self, request, object_id):
+        return self._handler_change_view(
+            request,
+            object_id,
+            lambda room: services.room_take_over(room=room, user=request.user),
+            _("You took over this chat room: the bot stays silent."),
+        )
+
+    def return_to_bot_view(self, request, object_id):
+        return self._handler_change_view(
+            request,
+            object_id,
+            lambda room: services.room_return_to_bot(room=room, by=request.user),
+            _("Chat room returned to the bot."),
+        )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         room = self.get_object(request, unquote(object_id))
@@ -633,22 +792,25 @@ class ChatRoomAdmin(RChatAdmin):
 
     def conversation_context(self, request, room):
         """The newest messages of ``room`` as chat bubbles (one query)."""
-        thread, more = selectors.room_thread(room=room, limit=self.conversation_limit)
+        thread, more = selectors.room_conversation(room=room, limit=self.conversation_limit)
         return {
             "conversation": [message_bubble(message) for message in thread],
             "conversation_truncated": more,
             "room_messages_url": reverse("admin:rchat_message_changelist")
             + f"?room__id__exact={room.pk}",
             "can_reply": self.has_reply_permission(request, room),
+            "handling": room_handler_parts(room),
+            "take_over_url": reverse("admin:rchat_chatroom_take_over", args=[room.pk]),
+            "return_to_bot_url": reverse("admin:rchat_chatroom_return_to_bot", args=[room.pk]),
         }
 
     # --- overview ---
 
     def overview_view(self, request):
-        """Messages per day, delivery success, and what needs attention."""
+        """Messages per day, delivery success, how the bot is doing, what needs attention."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        days = 30 if request.GET.get("days") == "30" else 14
+        days = _overview_days(request)
         figures = selectors.admin_overview(days=days)
         labels = [date_format(day, "M j") for day in figures["days"]]
         chart = charts.grouped_bar_chart(
@@ -674,8 +836,132 @@ class ChatRoomAdmin(RChatAdmin):
             "total_out": sum(figures["outbound"]),
             "failed_url": reverse("admin:rchat_message_changelist") + "?status__exact=failed",
             "invalid_url": reverse("admin:rchat_credential_changelist") + "?status__exact=invalid",
+            **bot_overview(days),
         }
         return TemplateResponse(request, "admin/rchat/overview.html", context)
+
+    def bot_csv_view(self, request):
+        """The bot's figures of the overview's period, one row per day, as CSV."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        days = _overview_days(request)
+        stats = bot_stats(days=days)
+        # A BOM first: Excel reads a CSV without one in the machine's legacy code page,
+        # and Thai (the headings, the reasons) comes out garbled.
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response.write("\ufeff")
+        today = stats.days[-1].day
+        response["Content-Disposition"] = (
+            f'attachment; filename="rchat-bot-{today:%Y-%m-%d}-{days}d.csv"'
+        )
+        writer = csv.writer(response)
+        writer.writerow(
+            [
+                _("date"),
+                _("conversations"),
+                _("answered by the bot alone"),
+                _("handed to people"),
+                _("neither"),
+                _("bot first response, median (s)"),
+                _("bot first response, p90 (s)"),
+                _("people first response, median (s)"),
+                _("people first response, p90 (s)"),
+                *(
+                    _("hand-over: %(reason)s") % {"reason": label}
+                    for _value, label, _count in stats.reasons
+                ),
+            ]
+        )
+        for day in stats.days:
+            writer.writerow(
+                [
+                    day.day.isoformat(),
+                    day.conversations,
+                    day.bot_alone,
+                    day.to_people,
+                    day.neither,
+                    _csv_seconds(day.bot_response.median),
+                    _csv_seconds(day.bot_response.p90),
+                    _csv_seconds(day.people_response.median),
+                    _csv_seconds(day.people_response.p90),
+                    *(day.handovers.get(value, 0) for value, _label, _count in stats.reasons),
+                ]
+            )
+        return response
+
+
+def _overview_days(request):
+    return 30 if request.GET.get("days") == "30" else 14
+
+
+def _csv_seconds(seconds):
+    """Seconds to one decimal, without a trailing ".0"; "" for no value."""
+    return "" if seconds is None else f"{round(seconds, 1):.1f}".removesuffix(".0")
+
+
+def bot_overview(days):
+    """The overview's bot section: its charts, table and figures (``bot_stats``)."""
+    stats = bot_stats(days=days)
+    labels = [date_format(day.day, "M j") for day in stats.days]
+    every = 1 if days <= 14 else 3
+    conversations = charts.stacked_bar_chart(
+        labels=labels,
+        series=[
+            (_("Answered by the bot alone"), [day.bot_alone for day in stats.days]),
+            (_("Handed to people"), [day.to_people for day in stats.days]),
+            (_("Neither"), [day.neither for day in stats.days]),
+        ],
+        title=_("Conversations per day, last %(days)d days") % {"days": days},
+        label_every=every,
+    )
+    reasons = charts.horizontal_bar_chart(
+        items=[(str(label), count) for _value, label, count in stats.reasons],
+        title=_("Hand-overs by reason, last %(days)d days") % {"days": days},
+    )
+    # One chart each: the bot answers in seconds, people in minutes or hours.
+    bot_responses = charts.line_chart(
+        labels=labels,
+        series=[
+            (_("Median"), [day.bot_response.median for day in stats.days]),
+            (_("90th percentile"), [day.bot_response.p90 for day in stats.days]),
+        ],
+        title=_("The bot's first response per day, last %(days)d days") % {"days": days},
+        shown=charts.duration_text,
+        ceiling=charts.duration_ceiling,
+        label_every=every,
+    )
+    people_responses = charts.line_chart(
+        labels=labels,
+        series=[
+            (_("Median"), [day.people_response.median for day in stats.days]),
+            (_("90th percentile"), [day.people_response.p90 for day in stats.days]),
+        ],
+        title=_("People's first response after a hand-over, last %(days)d days") % {"days": days},
+        shown=charts.duration_text,
+        ceiling=charts.duration_ceiling,
+        label_every=every,
+    )
+    rows = [
+        {
+            "day": day,
+            "bot_median": charts.duration_text(day.bot_response.median),
+            "bot_p90": charts.duration_text(day.bot_response.p90),
+            "people_median": charts.duration_text(day.people_response.median),
+            "people_p90": charts.duration_text(day.people_response.p90),
+        }
+        for day in reversed(stats.days)
+    ]
+    return {
+        "bot": stats,
+        "bot_rows": rows,
+        "bot_conversations_chart": conversations,
+        "bot_reasons_chart": reasons,
+        "bot_responses_chart": bot_responses,
+        "people_responses_chart": people_responses,
+        "bot_response_median": charts.duration_text(stats.bot_response.median),
+        "people_response_median": charts.duration_text(stats.people_response.median),
+        "bot_csv_url": reverse("admin:rchat_overview_bot_csv") + f"?days={days}",
+    }
 
 
 # --- Messages ------------------------------------------------------------------------------
@@ -704,6 +990,7 @@ class MessageAdmin(RChatAdmin):
         "room",
         "credential_name",
         "direction",
+        "sender",
         "type",
         "status",
         "attempts",
@@ -711,13 +998,14 @@ class MessageAdmin(RChatAdmin):
         "created_at",
     ]
     list_select_related = ["room"]
-    list_filter = ["status", "direction", "type", "room__credential", "created_at"]
+    list_filter = ["status", "direction", "sender", "type", "room__credential", "created_at"]
     search_fields = ["text", "external_id", "room__chat_id", "room__display_name"]
     date_hierarchy = "created_at"
     inlines = [DeliveryAttemptInline]
     fields = [
         ("room", "direction", "type"),
-        ("status", "attempts", "author"),
+        ("status", "attempts"),
+        ("sender", "author", "rule"),
         "text",
         "data_pretty",
         "extra_pretty",
@@ -730,7 +1018,9 @@ class MessageAdmin(RChatAdmin):
         "type",
         "status",
         "attempts",
+        "sender",
         "author",
+        "rule",
         "text",
         "data_pretty",
         "extra_pretty",

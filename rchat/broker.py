@@ -31,6 +31,7 @@ POOL_LIMIT = 10
 
 DRAIN = "rchat.tasks.drain_outbound"
 MESSAGE_HOOK = "rchat.tasks.run_message_hook"
+BOT_REPLY = "rchat.tasks.bot_reply"
 
 #: Seconds the "a drain is on its way" flag lives: a wake-up lost after the flag was set
 #: delays the next one this long at most (the stale sweep also wakes the drain).

@@ -47,6 +47,7 @@ def check_settings(app_configs=None, **kwargs):
         )
     errors.extend(_check_apps())
     errors.extend(_check_hook())
+    errors.extend(_check_bot())
     errors.extend(_check_encryption_keys())
     errors.extend(_check_broker())
     errors.extend(_check_send_rate())
@@ -100,6 +101,55 @@ def _check_hook():
             id="rchat.E006",
         )
     ]
+
+
+def _check_bot():
+    path = get_setting("BOT")
+    problems = []
+    if path:
+        from .bots.base import Bot
+
+        try:
+            bot = import_string(path)
+        except ImportError as exc:
+            problem = f"cannot be imported ({exc})"
+        else:
+            problem = "" if isinstance(bot, type) and issubclass(bot, Bot) else "is not a Bot"
+        if problem:
+            problems.append(
+                Error(
+                    f'RCHAT["BOT"] = {path!r} {problem}.',
+                    hint="Give the dotted path of a subclass of rchat.bots.Bot (docs/bots.md).",
+                    id="rchat.E009",
+                )
+            )
+    phrases = get_setting("HANDOVER_PHRASES")
+    if not isinstance(phrases, list | tuple) or not all(
+        isinstance(p, str) and p.strip() for p in phrases
+    ):
+        problems.append(
+            Error(
+                'RCHAT["HANDOVER_PHRASES"] must be a list of non-empty strings.',
+                hint='For example ["คุยกับพนักงาน", "talk to a person"]; [] for none.',
+                id="rchat.E010",
+            )
+        )
+    reply = get_setting("HANDOVER_REPLY")
+    if reply is not None:
+        from . import payloads
+        from .exceptions import InvalidMessage
+
+        try:
+            payloads.outbound_validate(reply["type"], reply["data"])
+        except (InvalidMessage, KeyError, TypeError) as exc:
+            problems.append(
+                Error(
+                    f'RCHAT["HANDOVER_REPLY"] is not a message rchat can send ({exc}).',
+                    hint='A dict {"type": "text", "data": "..."}, or None to send nothing.',
+                    id="rchat.E011",
+                )
+            )
+    return problems
 
 
 def _check_encryption_keys():

@@ -72,7 +72,7 @@ def get_session():
     otherwise walk ``os.environ`` for proxy and CA settings on each request, which cost
     more than a millisecond of CPU per message on a worker. What those variables say is
     read once instead: proxies per R-Chat origin (``HTTPS_PROXY``, ``NO_PROXY`` …, see
-    ``_proxies_for``) and the CA bundle (``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``).
+    ``proxies_for``) and the CA bundle (``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``).
     """
     session = getattr(_local, "session", None)
     if session is None:
@@ -87,7 +87,7 @@ def get_session():
     return session
 
 
-def _proxies_for(url):
+def proxies_for(url):
     """The proxies the environment gives for ``url``'s origin, looked up once per thread."""
     origin = "/".join(url.split("/", 3)[:3])
     found = _local.proxies.get(origin)
@@ -232,15 +232,21 @@ class RChatClient:
             )
         return signature
 
-    def send_message(self, chat_id, type, data, *, idempotency_key=""):
+    def send_message(self, chat_id, type, data, *, idempotency_key="", sender=None):
         """Post a message into a chat room; return R-Chat's JSON answer (or {}).
 
         ``idempotency_key`` goes in the ``Idempotency-Key`` header and, unless
         ``RCHAT["IDEMPOTENCY_KEY_FIELD"]`` is empty, in the body under that name: every
         try of one message carries the same key, so a platform that honours it stores
         a message once however often a lost answer makes rchat send it again.
+
+        ``sender`` (who wrote it: ``{"kind": ..., "name": ...}``) goes in the body under
+        ``RCHAT["SENDER_FIELD"]`` when that is set.
         """
         body = {"message": {"type": type, "data": data}, "chat_id": chat_id}
+        sender_field = get_setting("SENDER_FIELD")
+        if sender_field and sender:
+            body[sender_field] = sender
         headers = {}
         if idempotency_key:
             headers[IDEMPOTENCY_HEADER] = idempotency_key
@@ -274,7 +280,7 @@ class RChatClient:
                 headers=headers,
                 timeout=self.timeout,
                 allow_redirects=False,
-                proxies=_proxies_for(url),
+                proxies=proxies_for(url),
             )
         except requests.ConnectTimeout as exc:
             raise RChatUnavailableError(

@@ -34,6 +34,43 @@ DEFAULTS = {
     # Dotted path of a callable run as a Celery task for each inbound message
     # (``callable(message_id)``); empty for none.
     "ON_MESSAGE": "",
+    # The chatbot back-office (docs/bots.md). BOT: dotted path of a subclass of
+    # rchat.bots.Bot that answers chat rooms the bot handles, after the auto-reply
+    # rules; "" for rules only.
+    "BOT": "",
+    # What an end user writes to ask for a person (Thai and English; matched without
+    # relying on spaces, case and most punctuation ignored).
+    "HANDOVER_PHRASES": [
+        "คุยกับพนักงาน",
+        "ขอคุยกับพนักงาน",
+        "ติดต่อพนักงาน",
+        "ขอสายพนักงาน",
+        "คุยกับคน",
+        "ขอคุยกับแอดมิน",
+        "talk to a person",
+        "talk to a human",
+        "speak to a person",
+        "real person",
+        "human agent",
+    ],
+    # Sent when the end user asks for a person (type and data); None sends nothing.
+    "HANDOVER_REPLY": {
+        "type": "text",
+        "data": "รับทราบค่ะ กำลังส่งต่อให้พนักงาน กรุณารอสักครู่ / "
+        "We are passing you to a person, please wait a moment.",
+    },
+    # How many of a room's latest messages the bot gets with each new one.
+    "BOT_THREAD_LENGTH": 20,
+    # A room people handle goes back to the bot after this many minutes without a
+    # message (either way); None: only when returned or closed.
+    "RETURN_TO_BOT_AFTER_MINUTES": None,
+    # An external bot (ExternalBot, per credential): attempts at forwarding one message,
+    # and the time-out of each.
+    "BOT_FORWARD_MAX_ATTEMPTS": 5,
+    "BOT_FORWARD_TIMEOUT": 10.0,
+    # The Send Message body says who wrote the message under this name ({"kind":
+    # "person" | "bot" | "rule", "name": ...}); "" leaves the body as the contract has it.
+    "SENDER_FIELD": "",
     # Outbound delivery: attempts in all, and the back-off between them (seconds).
     "DELIVERY_MAX_ATTEMPTS": 8,
     "RETRY_BASE_DELAY": 2.0,

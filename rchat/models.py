@@ -1,4 +1,5 @@
-"""rchat's tables: credentials, chat rooms, messages, delivery attempts, webhook events.
+"""rchat's tables: credentials, chat rooms, messages, delivery attempts, webhook events,
+and the bot's: hand-overs, auto-reply rules, business hours, external bots.
 
 Rows are changed only through ``rchat.services``; read them through ``rchat.selectors``.
 """
@@ -92,6 +93,14 @@ class Credential(models.Model):
             'Empty: RCHAT["SEND_RATE"] (no limit unless set).'
         ),
     )
+    bot_first = models.BooleanField(
+        _("new chat rooms start with the bot"),
+        default=False,
+        help_text=_(
+            "On: the bot (rules, then the site's bot) answers a new chat room until it "
+            "hands it to people. Off: people answer from the first message."
+        ),
+    )
     webhook_key = models.CharField(
         _("webhook key"), max_length=64, unique=True, default=new_webhook_key, editable=False
     )
@@ -159,6 +168,10 @@ class ChatRoom(models.Model):
         OPEN = "open", _("Open")
         CLOSED = "closed", _("Closed")
 
+    class Handler(models.TextChoices):
+        BOT = "bot", _("Bot")
+        PEOPLE = "people", _("People")
+
     credential = models.ForeignKey(
         Credential, on_delete=models.PROTECT, related_name="rooms", verbose_name=_("credential")
     )
@@ -179,6 +192,17 @@ class ChatRoom(models.Model):
         related_name="rchat_rooms",
         verbose_name=_("assignee"),
     )
+    # Who answers the end user: the bot (rules, then the site's bot) or people. Changed
+    # only through services/handover.py, which records each change (Handover).
+    handler = models.CharField(
+        _("handled by"), max_length=10, choices=Handler.choices, default=Handler.PEOPLE
+    )
+    handler_since = models.DateTimeField(_("handled by them since"), null=True, blank=True)
+    # Why the room was last handed to people ("" while the bot has it).
+    handover_reason = models.CharField(_("hand-over reason"), max_length=300, blank=True)
+    # A person took the room over when its messages reached this id: the bot's messages
+    # up to it are never sent (the delivery claim drops them), whatever happens later.
+    bot_silenced_through = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
     last_message_at = models.DateTimeField(_("last message"), null=True, blank=True)
     last_message_preview = models.CharField(_("last message preview"), max_length=200, blank=True)
     # Inbound messages since an agent last read the room.
@@ -205,6 +229,10 @@ class ChatRoom(models.Model):
             models.Index(
                 fields=["assignee", "status", "-last_message_at"], name="rchat_room_assignee"
             ),
+            # The inbox's Bot and Unassigned tabs: rooms by who handles them.
+            models.Index(
+                fields=["handler", "status", "-last_message_at"], name="rchat_room_handler"
+            ),
             # The delivery claim: rooms with an outbound message due, soonest first.
             models.Index(
                 fields=["send_after"],
@@ -223,6 +251,14 @@ class Message(models.Model):
     class Direction(models.TextChoices):
         IN = "in", _("Inbound")
         OUT = "out", _("Outbound")
+
+    class Sender(models.TextChoices):
+        """Who wrote an outbound message ("" for inbound ones, and outbound ones older than 0.5)."""
+
+        NONE = "", _("Not recorded")
+        PERSON = "person", _("Person")
+        BOT = "bot", _("Bot")
+        RULE = "rule", _("Rule")
 
     class Status(models.TextChoices):
         RECEIVED = "received", _("Received")
@@ -264,6 +300,19 @@ class Message(models.Model):
         related_name="rchat_messages",
         verbose_name=_("author"),
         db_index=False,  # rchat_msg_author: outbound rows only
+    )
+    # Outbound: a person (``author``), the bot, or an auto-reply rule (``rule``).
+    sender = models.CharField(
+        _("written by"), max_length=10, choices=Sender.choices, blank=True, default=""
+    )
+    rule = models.ForeignKey(
+        "AutoReply",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("rule"),
+        db_index=False,  # rchat_msg_rule: rule replies only
     )
     broadcast = models.ForeignKey(
         "Broadcast",
@@ -319,6 +368,7 @@ class Message(models.Model):
                 condition=Q(broadcast__isnull=False),
                 name="rchat_msg_broadcast",
             ),
+            models.Index(fields=["rule"], condition=Q(rule__isnull=False), name="rchat_msg_rule"),
         ]
 
     def __str__(self):
@@ -441,3 +491,234 @@ class WebhookEvent(models.Model):
     @property
     def body_text(self):
         return bytes(self.body).decode("utf-8", errors="replace")
+
+
+# --- The chatbot back-office --------------------------------------------------------------
+
+
+class Handover(models.Model):
+    """One change of who handles a chat room: to people (with why) or back to the bot."""
+
+    class Reason(models.TextChoices):
+        ASKED = "asked", _("The end user asked for a person")
+        BOT = "bot", _("The bot handed over")
+        TAKEN = "taken", _("A person took over")
+        BOT_ERROR = "bot_error", _("The bot failed")
+        HOURS = "hours", _("Out of business hours")
+        RULE = "rule", _("A rule handed over")
+        RETURNED = "returned", _("Returned to the bot")
+        CLOSED = "closed", _("Closed: back to the bot")
+        IDLE = "idle", _("Idle: back to the bot")
+
+    room = models.ForeignKey(
+        ChatRoom, on_delete=models.CASCADE, related_name="handovers", verbose_name=_("chat room")
+    )
+    to = models.CharField(_("handed to"), max_length=10, choices=ChatRoom.Handler.choices)
+    reason = models.CharField(_("reason"), max_length=20, choices=Reason.choices)
+    detail = models.CharField(_("detail"), max_length=300, blank=True)
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("by"),
+    )
+    # The inbound message that led to it, if one did.
+    message = models.ForeignKey(
+        Message,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("message"),
+    )
+    at = models.DateTimeField(_("at"), db_index=True)
+
+    class Meta:
+        verbose_name = _("hand-over")
+        verbose_name_plural = _("hand-overs")
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["room", "at"], name="rchat_handover_room")]
+
+    def __str__(self):
+        return f"{self.room_id} → {self.to} ({self.reason})"
+
+
+class AutoReply(models.Model):
+    """A rule of the bot, managed in admin: a greeting, or a reply to words or a pattern."""
+
+    class Kind(models.TextChoices):
+        GREETING = "greeting", _("Greeting (a new chat room's first message)")
+        KEYWORD = "keyword", _("Keywords (any of them, anywhere in the text)")
+        PATTERN = "pattern", _("Pattern (a regular expression)")
+
+    credential = models.ForeignKey(
+        Credential,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="auto_replies",
+        verbose_name=_("credential"),
+        help_text=_("Empty: the rule applies to every credential."),
+    )
+    name = models.CharField(_("name"), max_length=100)
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices, default=Kind.KEYWORD)
+    # Keywords: one per line (Thai or English; matched without relying on spaces).
+    # Pattern: one regular expression.
+    match = models.TextField(_("match"), blank=True)
+    reply_type = models.CharField(_("reply type"), max_length=50, default="text")
+    reply_data = models.JSONField(_("reply"), default=dict, blank=True)
+    hand_over = models.BooleanField(
+        _("then hand over to people"),
+        default=False,
+        help_text=_("After replying, people take the chat room."),
+    )
+    position = models.PositiveIntegerField(_("order"), default=0)
+    active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("auto-reply rule")
+        verbose_name_plural = _("auto-reply rules")
+        ordering = ["position", "id"]
+
+    def __str__(self):
+        return self.name
+
+
+class BusinessHours(models.Model):
+    """When people answer a credential's chats, and what happens outside those hours."""
+
+    credential = models.OneToOneField(
+        Credential,
+        on_delete=models.CASCADE,
+        related_name="business_hours",
+        verbose_name=_("credential"),
+    )
+    time_zone = models.CharField(_("time zone"), max_length=64, default="Asia/Bangkok")
+    reply_type = models.CharField(_("out-of-hours reply type"), max_length=50, default="text")
+    reply_data = models.JSONField(
+        _("out-of-hours reply"),
+        default=dict,
+        blank=True,
+        help_text=_("Sent once when an end user writes outside business hours; empty: none."),
+    )
+    out_of_hours_handler = models.CharField(
+        _("out of hours, chats go to"),
+        max_length=10,
+        choices=ChatRoom.Handler.choices,
+        default=ChatRoom.Handler.BOT,
+    )
+
+    class Meta:
+        verbose_name = _("business hours")
+        verbose_name_plural = _("business hours")
+
+    def __str__(self):
+        return str(self.credential)
+
+
+class Shift(models.Model):
+    """One stretch of business hours on one day of the week (several make split shifts)."""
+
+    class Weekday(models.IntegerChoices):
+        MONDAY = 0, _("Monday")
+        TUESDAY = 1, _("Tuesday")
+        WEDNESDAY = 2, _("Wednesday")
+        THURSDAY = 3, _("Thursday")
+        FRIDAY = 4, _("Friday")
+        SATURDAY = 5, _("Saturday")
+        SUNDAY = 6, _("Sunday")
+
+    hours = models.ForeignKey(
+        BusinessHours, on_delete=models.CASCADE, related_name="shifts", verbose_name=_("hours")
+    )
+    weekday = models.PositiveSmallIntegerField(_("day"), choices=Weekday.choices)
+    start = models.TimeField(_("from"))
+    end = models.TimeField(_("until"))
+
+    class Meta:
+        verbose_name = _("shift")
+        verbose_name_plural = _("shifts")
+        ordering = ["weekday", "start"]
+
+    def __str__(self):
+        return f"{self.get_weekday_display()} {self.start:%H:%M}-{self.end:%H:%M}"
+
+
+class Holiday(models.Model):
+    """A day the business is closed, whatever its shifts."""
+
+    hours = models.ForeignKey(
+        BusinessHours, on_delete=models.CASCADE, related_name="holidays", verbose_name=_("hours")
+    )
+    date = models.DateField(_("date"))
+    name = models.CharField(_("name"), max_length=100, blank=True)
+
+    class Meta:
+        verbose_name = _("holiday")
+        verbose_name_plural = _("holidays")
+        ordering = ["date"]
+        constraints = [
+            models.UniqueConstraint(fields=["hours", "date"], name="rchat_holiday_unique_date")
+        ]
+
+    def __str__(self):
+        return f"{self.date:%Y-%m-%d} {self.name}".strip()
+
+
+class ExternalBot(models.Model):
+    """A bot that lives elsewhere: rchat forwards each inbound message to its URL, signed."""
+
+    credential = models.OneToOneField(
+        Credential,
+        on_delete=models.CASCADE,
+        related_name="external_bot",
+        verbose_name=_("credential"),
+    )
+    url = models.URLField(_("URL"), max_length=1000)
+    # Signs each forwarded body (HMAC-SHA256); shown masked, never whole.
+    secret = crypto.EncryptedTextField(_("signing secret"))
+    active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("external bot")
+        verbose_name_plural = _("external bots")
+
+    def __str__(self):
+        return f"{self.credential} → {self.url}"
+
+    @property
+    def masked_secret(self):
+        return crypto.mask(self.secret)
+
+
+class BotForward(models.Model):
+    """One try at forwarding an inbound message to an external bot."""
+
+    class Outcome(models.TextChoices):
+        SENT = "sent", _("Delivered")
+        RETRY = "retry", _("Will retry")
+        FAILED = "failed", _("Failed")
+
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, related_name="bot_forwards", verbose_name=_("message")
+    )
+    url = models.URLField(_("URL"), max_length=1000)
+    attempt = models.PositiveSmallIntegerField(_("attempt"), default=1)
+    started_at = models.DateTimeField(_("started at"))
+    duration_ms = models.PositiveIntegerField(_("duration (ms)"), default=0)
+    http_status = models.PositiveSmallIntegerField(_("HTTP status"), null=True, blank=True)
+    outcome = models.CharField(_("outcome"), max_length=10, choices=Outcome.choices)
+    error = models.TextField(_("error"), blank=True)
+
+    class Meta:
+        verbose_name = _("bot forward")
+        verbose_name_plural = _("bot forwards")
+        ordering = ["message", "started_at", "id"]
+
+    def __str__(self):
+        return f"{self.message_id} {self.outcome} #{self.attempt}"

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from . import crypto
-from .models import Broadcast, ChatRoom, Credential, Message
+from .models import Broadcast, ChatRoom, Credential, Handover, Message
 
 # --- Inbox and API ----------------------------------------------------------------------
 # Each function here runs a fixed number of queries, whatever the number of rooms or
@@ -21,7 +21,11 @@ from .models import Broadcast, ChatRoom, Credential, Message
 # last_message_preview columns rather than counting messages.
 
 #: The inbox's tabs: the agent's own rooms, rooms nobody has, every room.
-ROOM_VIEWS = ("mine", "unassigned", "all")
+#: The inbox's tabs (and the API's ``view``): the agent's own rooms, rooms people handle
+#: that nobody has taken yet, rooms the bot handles, every room.
+ROOM_VIEWS = ("mine", "unassigned", "bot", "all")
+#: Who handles a room, as the filters name it.
+ROOM_HANDLERS = (ChatRoom.Handler.BOT.value, ChatRoom.Handler.PEOPLE.value)
 #: Room status filters; "all" means either.
 ROOM_STATUSES = ("open", "closed", "all")
 #: Messages shown at once in a conversation; older ones are a link away.
@@ -36,22 +40,43 @@ def _rooms():
     )
 
 
+def _views(user):
+    """Each of ``ROOM_VIEWS`` as a condition on rooms (None: every room)."""
+    return {
+        "mine": Q(assignee=user),
+        # A room the bot answers needs nobody yet; one handed to people does.
+        "unassigned": Q(assignee__isnull=True, handler=ChatRoom.Handler.PEOPLE),
+        "bot": Q(handler=ChatRoom.Handler.BOT),
+        "all": None,
+    }
+
+
 def room_list(
-    *, user, view="all", status="open", q="", credential=None, credential_name="", chat_id=""
+    *,
+    user,
+    view="all",
+    status="open",
+    q="",
+    credential=None,
+    credential_name="",
+    chat_id="",
+    handler="",
 ):
     """Chat rooms for the inbox or the API, most recent activity first.
 
-    ``view`` is one of ``ROOM_VIEWS`` (``mine`` is relative to ``user``), ``status``
-    one of ``ROOM_STATUSES``; ``q`` matches the chat id, the end user's name or the
-    text of any message in the room; ``credential`` (a Credential or its pk) or
+    ``view`` is one of ``ROOM_VIEWS`` (``mine`` is relative to ``user``; "unassigned"
+    is the rooms people handle that nobody has taken, "bot" those the bot handles),
+    ``status`` one of ``ROOM_STATUSES``; ``q`` matches the chat id, the end user's name
+    or the text of any message in the room; ``credential`` (a Credential or its pk) or
     ``credential_name`` keeps only that account's rooms; ``chat_id`` is R-Chat's id,
-    matched exactly.
+    matched exactly; ``handler`` ("bot" or "people", "" for either) who handles them.
     """
     rooms = _rooms()
-    if view == "mine":
-        rooms = rooms.filter(assignee=user)
-    elif view == "unassigned":
-        rooms = rooms.filter(assignee__isnull=True)
+    condition = _views(user).get(view)
+    if condition is not None:
+        rooms = rooms.filter(condition)
+    if handler in ROOM_HANDLERS:
+        rooms = rooms.filter(handler=handler)
     if status in ("open", "closed"):
         rooms = rooms.filter(status=status)
     if credential is not None:
@@ -71,18 +96,16 @@ def room_list(
 
 
 def room_counts(*, user):
-    """Open rooms and open rooms with unread messages, per inbox tab, in one query."""
+    """Open rooms and open rooms with unread messages, per tab (``ROOM_VIEWS``), in one
+    query."""
     unread = Q(unread_count__gt=0)
-    mine = Q(assignee=user)
-    unassigned = Q(assignee__isnull=True)
-    totals = ChatRoom.objects.filter(status=ChatRoom.Status.OPEN).aggregate(
-        mine=Count("pk", filter=mine),
-        mine_unread=Count("pk", filter=mine & unread),
-        unassigned=Count("pk", filter=unassigned),
-        unassigned_unread=Count("pk", filter=unassigned & unread),
-        all=Count("pk"),
-        all_unread=Count("pk", filter=unread),
-    )
+    counts = {}
+    for view, condition in _views(user).items():
+        counts[view] = Count("pk", filter=condition)
+        counts[f"{view}_unread"] = Count(
+            "pk", filter=unread if condition is None else condition & unread
+        )
+    totals = ChatRoom.objects.filter(status=ChatRoom.Status.OPEN).aggregate(**counts)
     return {view: {"open": totals[view], "unread": totals[f"{view}_unread"]} for view in ROOM_VIEWS}
 
 
@@ -123,6 +146,32 @@ def room_thread_version(*, room, since_id):
     changed = shown["changed"].timestamp() if shown["changed"] else 0
     counts = "-".join(str(shown[status]) for status in Message.Status.values)
     return f"{counts}.{shown['last_id'] or 0}.{changed:.6f}.{room.status}.{room.assignee_id or 0}"
+
+
+# --- Who handles a room: hand-overs ----------------------------------------------------
+
+#: Hand-overs shown with a chat room (its latest ones).
+HANDOVER_HISTORY_LIMIT = 20
+
+
+def room_conversation(*, room, before=None, limit=THREAD_LIMIT):
+    """``room_thread`` for pages that say who wrote each reply: the author and the
+    auto-reply rule of every message come in the same query.
+
+    Returns ``(messages oldest first, whether older messages exist)``.
+    """
+    messages = Message.objects.filter(room=room).select_related("author", "rule").order_by("-id")
+    if before:
+        messages = messages.filter(id__lt=before)
+    rows = list(messages[: limit + 1])
+    return rows[:limit][::-1], len(rows) > limit
+
+
+def room_handovers(*, room, limit=HANDOVER_HISTORY_LIMIT):
+    """The latest ``limit`` hand-overs of ``room``, newest first, with who made each."""
+    return list(
+        Handover.objects.filter(room=room).select_related("by").order_by("-at", "-id")[:limit]
+    )
 
 
 # --- Broadcasts ---------------------------------------------------------------------------
@@ -348,6 +397,8 @@ class WebhookCredential:
     signature_token: str
     previous_signature_token: str
     previous_valid_until: datetime | None
+    # Who handles the chat rooms this credential's webhooks create.
+    new_room_handler: str = ChatRoom.Handler.PEOPLE
 
     def accepts(self, token, *, now=None):
         """Whether ``token`` is this credential's signature token (compared in constant time).
@@ -384,6 +435,7 @@ class _WebhookCredentials:
             "previous_signature_token",
             "previous_signature_digest",
             "previous_valid_until",
+            "bot_first",
         ):
             entry = WebhookCredential(
                 id=row.id,
@@ -392,6 +444,9 @@ class _WebhookCredentials:
                 signature_token=row.signature_token,
                 previous_signature_token=row.previous_signature_token,
                 previous_valid_until=row.previous_valid_until,
+                new_room_handler=(
+                    ChatRoom.Handler.BOT if row.bot_first else ChatRoom.Handler.PEOPLE
+                ),
             )
             by_key[row.webhook_key] = entry
             for digest in (row.signature_digest, row.previous_signature_digest):

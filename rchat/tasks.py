@@ -4,6 +4,9 @@ from celery import shared_task
 
 from . import broker, services
 
+# The bots' task lives with the bots; Celery autodiscovers rchat.tasks only.
+from .bots.tasks import forward_to_bot  # noqa: F401
+
 # --- Delivery ---------------------------------------------------------------------------
 # The broker only wakes a worker up; the rows say what is left to do, so running a
 # task twice, or late, sends nothing twice (docs/delivery.md).
@@ -30,6 +33,7 @@ def requeue_stale():
     """Take back abandoned sends and wake the drain when it is owed (beat, every 30-60 s);
     broadcasts with nothing left pending turn done."""
     services.broadcasts_settle()
+    services.rooms_return_idle()
     return services.message_requeue_stale()
 
 
@@ -60,3 +64,30 @@ def run_message_hook(message_id):
     if deferred.requested:
         services.delivery_drain()
     return result
+
+
+# --- The bot ----------------------------------------------------------------------------
+
+
+@shared_task(ignore_result=True)
+def bot_reply(message_id):
+    """Let the bot answer inbound message ``message_id`` in a room the bot handles.
+
+    Queued after the webhook's commit, so the bot never delays the answer to R-Chat.
+    Rules, business hours and the site's bot decide (rchat/bots/engine.py); the replies
+    are sent by this task right after, as the bot hook's are. Not acks_late: a reply is
+    not known to be safe to repeat.
+    """
+    from .bots import engine
+
+    with broker.wakes_deferred() as deferred:
+        decision = engine.bot_answer(message_id)
+    if deferred.requested:
+        services.delivery_drain()
+    if decision is None:
+        return None
+    return {
+        "replies": len(decision.replies),
+        "hand_over": decision.hand_over.reason if decision.hand_over else None,
+        "forward": decision.forward,
+    }

@@ -20,6 +20,8 @@ urlpatterns = [
     path("inbox/<int:pk>/assign/", views.room_assign, name="inbox-assign"),
     path("inbox/<int:pk>/close/", views.room_close, name="inbox-close"),
     path("inbox/<int:pk>/reopen/", views.room_reopen, name="inbox-reopen"),
+    path("inbox/<int:pk>/take-over/", views.room_take_over, name="inbox-take-over"),
+    path("inbox/<int:pk>/return-to-bot/", views.room_return_to_bot, name="inbox-return-to-bot"),
     path(
         "inbox/<int:pk>/messages/<int:message_pk>/retry/", views.message_retry, name="inbox-retry"
     ),

@@ -4,12 +4,14 @@ Every page works with JavaScript off (plain forms, redirect after POST). With it
 htmx polls two partials every two seconds: the room list, and the thread, which
 answers 204 (nothing to swap) while its version has not changed.
 
-Seeing needs ``rchat.view_chatroom``; replying, retrying, assigning, closing and
-reopening need ``rchat.reply_chatroom`` as well, checked again on every POST.
+Seeing needs ``rchat.view_chatroom``; replying, retrying, assigning, closing,
+reopening, taking a room over from the bot and returning it need
+``rchat.reply_chatroom`` as well, checked again on every POST.
 """
 
 from urllib.parse import urlencode
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required, permission_required
@@ -27,6 +29,7 @@ from .exceptions import InvalidMessage
 from .forms import ReplyForm, RoomFilterForm
 from .models import ChatRoom, Message
 from .ui.messages import message_parts
+from .ui.rooms import room_handler_parts
 
 VIEW_PERMISSION = "rchat.view_chatroom"
 REPLY_PERMISSION = "rchat.reply_chatroom"
@@ -46,8 +49,41 @@ def can_reply(view_func):
 # --- Helpers ---------------------------------------------------------------------------
 
 
+class InboxFilterForm(RoomFilterForm):
+    """The room list's filters with the bot: a "Bot" tab, and who handles the room."""
+
+    view = forms.ChoiceField(
+        label=gettext_lazy("Show"),
+        required=False,
+        choices=[
+            ("mine", gettext_lazy("Mine")),
+            ("unassigned", gettext_lazy("Unassigned")),
+            ("bot", gettext_lazy("Bot")),
+            ("all", gettext_lazy("All")),
+        ],
+    )
+    handler = forms.ChoiceField(
+        label=gettext_lazy("Handled by"),
+        required=False,
+        choices=[
+            ("", gettext_lazy("Bot or people")),
+            ("bot", gettext_lazy("Bot")),
+            ("people", gettext_lazy("People")),
+        ],
+    )
+
+    def filters(self):
+        filters = super().filters()  # its tabs know no "bot"
+        data = self.cleaned_data if self.is_valid() else {}
+        if data.get("view") in selectors.ROOM_VIEWS:
+            filters["view"] = data["view"]
+        handler = data.get("handler") or ""
+        filters["handler"] = handler if handler in selectors.ROOM_HANDLERS else ""
+        return filters
+
+
 def _filters(request):
-    return RoomFilterForm(request.GET).filters()
+    return InboxFilterForm(request.GET).filters()
 
 
 def _querystring(filters, **extra):
@@ -58,16 +94,26 @@ def _querystring(filters, **extra):
 
 def _room_list_context(request, filters, current=None):
     rooms = selectors.room_list(
-        user=request.user, view=filters["view"], status=filters["status"], q=filters["q"]
+        user=request.user,
+        view=filters["view"],
+        status=filters["status"],
+        q=filters["q"],
+        handler=filters["handler"],
     )
     page = Paginator(rooms, ROOMS_PER_PAGE).get_page(request.GET.get("page"))
     counts = selectors.room_counts(user=request.user)
-    tab_labels = {"mine": _("Mine"), "unassigned": _("Unassigned"), "all": _("All")}
+    tab_labels = {
+        "mine": _("Mine"),
+        "unassigned": _("Unassigned"),
+        "bot": _("Bot"),
+        "all": _("All"),
+    }
     status_labels = {"open": _("Open"), "closed": _("Closed"), "all": _("All")}
+    handler_labels = {"": _("Bot or people"), "bot": _("Bot"), "people": _("People")}
     return {
         "filters": filters,
         "current_pk": current,
-        "filter_form": RoomFilterForm(initial=filters),
+        "filter_form": InboxFilterForm(initial=filters),
         "querystring": _querystring(filters),
         "page_querystring": _querystring(filters, page=page.number if page.number > 1 else ""),
         "page": page,
@@ -86,13 +132,14 @@ def _room_list_context(request, filters, current=None):
             {"key": key, "label": label, "querystring": _querystring({**filters, "status": key})}
             for key, label in status_labels.items()
         ],
+        "handlers": [{"key": key, "label": label} for key, label in handler_labels.items()],
     }
 
 
 def _thread_context(request, room):
     before = request.GET.get("before")
     before = int(before) if before and before.isdigit() else None
-    thread, has_older = selectors.room_thread(room=room, before=before)
+    thread, has_older = selectors.room_conversation(room=room, before=before)
     for message in thread:
         message.parts = message_parts(message)
     since_id = thread[0].pk if thread else 0
@@ -102,9 +149,18 @@ def _thread_context(request, room):
         "older_before": since_id,
         "paging_back": before is not None,
         "since_id": since_id,
-        "version": selectors.room_thread_version(room=room, since_id=since_id),
+        "version": _thread_version(room, since_id),
         "can_reply": request.user.has_perm(REPLY_PERMISSION),
+        "handling": room_handler_parts(room),
     }
+
+
+def _thread_version(room, since_id):
+    # The header says who handles the room: a hand-over (the bot's, or a colleague's
+    # take-over) must reach an open page even when no message changed.
+    since = room.handler_since.timestamp() if room.handler_since else 0
+    version = selectors.room_thread_version(room=room, since_id=since_id)
+    return f"{version}.{room.handler}.{since:.6f}"
 
 
 def _get_room(pk):
@@ -205,7 +261,7 @@ def thread_partial(request, pk):
     room = _get_room(pk)
     since = request.GET.get("since", "")
     since_id = int(since) if since.isdigit() else 0
-    if request.GET.get("v") == selectors.room_thread_version(room=room, since_id=since_id):
+    if request.GET.get("v") == _thread_version(room, since_id):
         return HttpResponse(status=204)
     # The agent is looking at the conversation: what arrives is read.
     services.room_mark_read(room=room)
@@ -247,6 +303,34 @@ def _room_change(change, done):
 
 room_close = _room_change(services.room_close, gettext_lazy("Conversation closed."))
 room_reopen = _room_change(services.room_reopen, gettext_lazy("Conversation reopened."))
+
+
+@require_POST
+@can_reply
+def room_take_over(request, pk):
+    """People answer the room from now on: the bot stops, the agent gets it if nobody has."""
+    room = _get_room(pk)
+    try:
+        services.room_take_over(room=room, user=request.user)
+    except InvalidMessage as exc:
+        messages.error(request, _("Could not take over: %(reason)s") % {"reason": exc})
+    else:
+        messages.success(request, _("You took over this conversation: the bot stays silent."))
+    return _back_to_room(request, room)
+
+
+@require_POST
+@can_reply
+def room_return_to_bot(request, pk):
+    """The bot answers the room again, from the end user's next message on."""
+    room = _get_room(pk)
+    try:
+        services.room_return_to_bot(room=room, by=request.user)
+    except InvalidMessage as exc:
+        messages.error(request, _("Could not return it to the bot: %(reason)s") % {"reason": exc})
+    else:
+        messages.success(request, _("Conversation returned to the bot."))
+    return _back_to_room(request, room)
 
 
 @require_POST

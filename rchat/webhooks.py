@@ -214,7 +214,11 @@ class WebhookView(APIView):
             return self._too_large(credential, headers, remote_addr, len(body), limit)
 
         result = services.webhook_receive(
-            credential_id=credential.id, body=body, headers=headers, remote_addr=remote_addr
+            credential_id=credential.id,
+            body=body,
+            headers=headers,
+            remote_addr=remote_addr,
+            new_room_handler=credential.new_room_handler,
         )
         if result.outcome != WebhookEvent.Outcome.FAILED:
             return HttpResponse(SUCCESS_BODY, content_type=JSONRenderer.media_type)

@@ -1,5 +1,6 @@
 """factory_boy factories for rchat's models."""
 
+import datetime
 import secrets
 
 import factory
@@ -7,7 +8,16 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from rchat import crypto
-from rchat.models import ChatRoom, Credential, Message
+from rchat.models import (
+    AutoReply,
+    BusinessHours,
+    ChatRoom,
+    Credential,
+    ExternalBot,
+    Holiday,
+    Message,
+    Shift,
+)
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -71,3 +81,61 @@ class MessageFactory(factory.django.DjangoModelFactory):
     status = factory.LazyAttribute(
         lambda o: Message.Status.RECEIVED if o.direction == "in" else Message.Status.QUEUED
     )
+
+
+# --- The chatbot back-office -------------------------------------------------------------
+
+
+class AutoReplyFactory(factory.django.DjangoModelFactory):
+    """A keyword rule for every credential unless told; ``reply_data`` a text."""
+
+    class Meta:
+        model = AutoReply
+
+    name = factory.Sequence(lambda n: f"rule {n}")
+    kind = AutoReply.Kind.KEYWORD
+    match = "ราคา"
+    reply_type = "text"
+    reply_data = factory.Sequence(lambda n: f"reply {n}")
+
+
+class BusinessHoursFactory(factory.django.DjangoModelFactory):
+    """Hours in Asia/Bangkok with no shifts (closed) unless ShiftFactory adds some."""
+
+    class Meta:
+        model = BusinessHours
+
+    credential = factory.SubFactory(CredentialFactory)
+    time_zone = "Asia/Bangkok"
+    reply_type = "text"
+    reply_data = "We are closed now; we answer from 9:00."
+
+
+class ShiftFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Shift
+
+    hours = factory.SubFactory(BusinessHoursFactory)
+    weekday = Shift.Weekday.MONDAY
+    start = datetime.time(9)
+    end = datetime.time(17)
+
+
+class HolidayFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Holiday
+
+    hours = factory.SubFactory(BusinessHoursFactory)
+    date = datetime.date(2025, 4, 14)
+    name = "Songkran"
+
+
+class ExternalBotFactory(factory.django.DjangoModelFactory):
+    """An active external bot; ``secret`` is the plain value."""
+
+    class Meta:
+        model = ExternalBot
+
+    credential = factory.SubFactory(CredentialFactory)
+    url = "http://127.0.0.1:9/bot"
+    secret = factory.LazyFunction(lambda: "bot_" + secrets.token_urlsafe(24))

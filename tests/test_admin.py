@@ -14,10 +14,12 @@ from django.utils.formats import date_format
 from rchat import services
 from rchat.conf import get_setting
 from rchat.models import (
+    AutoReply,
     ChatRoom,
     Credential,
     DeliveryAttempt,
     ErrorKind,
+    Handover,
     Message,
     WebhookEvent,
 )
@@ -458,6 +460,8 @@ def test_a_reply_from_the_change_page_is_queued_and_delivered_to_r_chat(
             "message": {"type": "text", "data": "Hi!"},
             "chat_id": "web-42",
             "idempotency_key": message.dedup_key,
+            # The project names who wrote it (RCHAT["SENDER_FIELD"] = "sender").
+            "sender": {"kind": "person", "name": operator.get_full_name() or "boss"},
         },
     ).respond_with_json({"status": "SUCCESS", "message_id": "m-1"})
     services.delivery_drain()
@@ -768,3 +772,149 @@ def test_credential_actions_are_offered_only_to_those_who_may_change_credentials
 
     assert [a for a in actions if f'value="{a}"' in viewer_page] == []
     assert [a for a in actions if f'value="{a}"' in changer_page] == list(actions)
+
+
+# --- who handles a chat room: the bot or people -----------------------------------------
+
+
+def _change_page(client, room):
+    return client.get(reverse("admin:rchat_chatroom_change", args=[room.pk])).content.decode()
+
+
+def test_chat_room_list_shows_and_filters_who_handles_each_room(client, operator):
+    """ "Handled by" is a column and a filter of the chat room list."""
+    ChatRoomFactory(display_name="Bot Room", handler="bot")
+    ChatRoomFactory(display_name="People Room")
+    page = client.get(reverse("admin:rchat_chatroom_changelist")).content.decode()
+    assert "column-handler" in page and "handler__exact=bot" in page
+    bots = client.get(reverse("admin:rchat_chatroom_changelist"), {"handler__exact": "bot"})
+    assert [str(room) for room in bots.context["cl"].result_list] == ["Bot Room"]
+
+
+def test_change_page_shows_the_handler_read_only_and_the_latest_hand_overs(client, operator):
+    """Handler, since and reason are read-only; the latest 20 hand-overs, newest first."""
+    room = ChatRoomFactory(handler="bot")
+    start = timezone.now() - timedelta(days=1)
+    for n in range(22):
+        Handover.objects.create(
+            room=room,
+            to="people" if n % 2 else "bot",
+            reason="asked" if n % 2 else "returned",
+            detail=f"detail {n}",
+            by=operator if n == 21 else None,
+            at=start + timedelta(minutes=n),
+        )
+    page = _change_page(client, room)
+    assert 'name="handler"' not in page
+    assert "Handled by" in page and "Hand-overs (latest first)" in page
+    shown = re.findall(r"detail (\d+)", page)
+    assert shown == [str(n) for n in range(21, 1, -1)]
+    history = re.search(r'<table class="rchat-handovers">.*?</table>', page, re.S).group(0)
+    assert "The end user asked for a person" in history and "boss" in history
+
+
+def test_the_conversation_offers_take_over_and_return_to_the_bot(client, operator):
+    """The change page's button takes a bot room over, then gives it back."""
+    room = ChatRoomFactory(handler="bot")
+    page = _change_page(client, room)
+    take_over = reverse("admin:rchat_chatroom_take_over", args=[room.pk])
+    assert f'action="{take_over}"' in page
+    response = client.post(take_over, follow=True)
+    room.refresh_from_db()
+    assert (room.handler, room.assignee) == ("people", operator)
+    page = response.content.decode()
+    assert "You took over this chat room: the bot stays silent." in page
+    back = reverse("admin:rchat_chatroom_return_to_bot", args=[room.pk])
+    assert f'action="{back}"' in page
+    page = client.post(back, follow=True).content.decode()
+    room.refresh_from_db()
+    assert room.handler == "bot" and "Chat room returned to the bot." in page
+    assert client.get(take_over).status_code == 403  # POST only
+
+
+def test_taking_over_a_closed_room_from_its_page_shows_why_not(client, operator):
+    """The service's refusal becomes an error message; nothing changes."""
+    room = ChatRoomFactory(handler="bot", status="closed")
+    url = reverse("admin:rchat_chatroom_take_over", args=[room.pk])
+    page = client.post(url, follow=True).content.decode()
+    assert "closed" in page and 'class="error"' in page
+    room.refresh_from_db()
+    assert room.handler == "bot"
+
+
+def test_a_reader_cannot_take_over_or_return(client):
+    """Without reply_chatroom: no buttons, no actions, and the POSTs are refused."""
+    _staff_with(client, "view_chatroom")
+    room = ChatRoomFactory(handler="bot")
+    page = _change_page(client, room)
+    assert "Handled by" in page and "Take over" not in page
+    assert client.post(reverse("admin:rchat_chatroom_take_over", args=[room.pk])).status_code == 403
+    back = reverse("admin:rchat_chatroom_return_to_bot", args=[room.pk])
+    assert client.post(back).status_code == 403
+    listing = client.get(reverse("admin:rchat_chatroom_changelist")).content.decode()
+    assert 'value="take_over"' not in listing and 'value="return_to_bot"' not in listing
+    room.refresh_from_db()
+    assert room.handler == "bot"
+
+
+def test_take_over_and_return_actions_count_what_they_did_and_what_failed(client, operator):
+    """The actions go through the services; a closed room is counted as refused, with why."""
+    rooms = ChatRoomFactory.create_batch(2, handler="bot")
+    closed = ChatRoomFactory(handler="bot", status="closed", display_name="Shut")
+    page = _run_action(
+        client, "chatroom", "take_over", [r.pk for r in rooms] + [closed.pk]
+    ).content.decode()
+    assert "2 chat rooms taken over: people answer them, the bot is silent." in page
+    assert "1 chat room could not be taken over: Shut:" in page
+    assert set(
+        ChatRoom.objects.filter(pk__in=[r.pk for r in rooms]).values_list("handler", "assignee")
+    ) == {("people", operator.pk)}
+    page = _run_action(client, "chatroom", "return_to_bot", [r.pk for r in rooms]).content.decode()
+    assert "2 chat rooms returned to the bot." in page
+    assert set(ChatRoom.objects.values_list("handler", flat=True)) == {"bot"}
+    assert Handover.objects.filter(reason="returned", by=operator).count() == 2
+
+
+def test_each_reply_in_the_admin_conversation_says_who_wrote_it(client, operator):
+    """The same renderer as the inbox: a person's name, "Bot", "Rule: <name>"."""
+    room = ChatRoomFactory()
+    rule = AutoReply.objects.create(name="Price list")
+    MessageFactory(room=room, direction="out", sender="rule", rule=rule, status="sent")
+    MessageFactory(room=room, direction="out", sender="bot", status="sent")
+    MessageFactory(room=room, direction="out", sender="person", author=operator, status="sent")
+    page = _change_page(client, room)
+    assert 'rchat-by-rule">Rule: Price list<' in page
+    assert 'rchat-by-bot">Bot<' in page
+    assert 'rchat-by-person">boss<' in page
+
+
+def test_message_list_shows_and_filters_who_wrote_each_message(client, operator):
+    """ "Written by" is a column and a filter of the message list."""
+    MessageFactory(direction="out", sender="bot")
+    MessageFactory(direction="out", sender="person", author=operator)
+    page = client.get(reverse("admin:rchat_message_changelist")).content.decode()
+    assert "column-sender" in page and "sender__exact=bot" in page
+    bots = client.get(reverse("admin:rchat_message_changelist"), {"sender__exact": "bot"})
+    assert [m.sender for m in bots.context["cl"].result_list] == ["bot"]
+
+
+def test_a_credential_s_new_rooms_can_start_with_the_bot(client, operator):
+    """ "New chat rooms start with the bot" is set on the credential's page."""
+    credential = CredentialFactory()
+    url = reverse("admin:rchat_credential_change", args=[credential.pk])
+    assert 'name="bot_first"' in client.get(url).content.decode()
+    form = {"name": credential.name, "base_url": "", "token": "", "send_rate": ""}
+    assert client.post(url, {**form, "bot_first": "on"}).status_code == 302
+    credential.refresh_from_db()
+    assert credential.bot_first is True
+    assert client.post(url, form).status_code == 302
+    credential.refresh_from_db()
+    assert credential.bot_first is False
+
+
+def test_the_chat_room_list_offers_the_bot_s_actions(client, operator):
+    """Take over, Return to the bot and the bot's replay are actions of the room list."""
+    ChatRoomFactory()
+    listing = client.get(reverse("admin:rchat_chatroom_changelist")).content.decode()
+    for action in ("take_over", "return_to_bot", "replay_action"):
+        assert f'value="{action}"' in listing

@@ -9,7 +9,7 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from rchat.models import ChatRoom, Message
+from rchat.models import AutoReply, ChatRoom, Handover, Message
 from tests.factories import (
     ChatRoomFactory,
     CredentialFactory,
@@ -341,6 +341,7 @@ def test_openapi_schema_lists_rchat_endpoints(api):
 
 GOOD_REPLIES = [
     {"type": "text", "data": "ขอบคุณค่ะ 🙏"},
+    {"type": "text", "data": "สวัสดีค่ะ", "sender": "person"},
     {"type": "image", "data": "https://example.com/a.png"},
     {"type": "image", "data": {"url": "https://example.com/a.png", "preview": "x"}},
     {"type": "file", "data": {"url": "http://example.com/a.pdf", "name": "a.pdf"}},
@@ -357,6 +358,7 @@ BAD_REPLIES = [
     {"type": "location", "data": {"latitude": 91, "longitude": 0}},
     {"type": "location", "data": {"latitude": 0}},
     {"type": "hologram", "data": "x"},
+    {"type": "text", "data": "hello", "sender": "robot"},
 ]
 
 
@@ -393,6 +395,258 @@ def test_docs_page_uses_local_swagger_files(client):
     page = response.content.decode()
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
     assert "cdn.jsdelivr" not in page
+
+
+# --- Who handles a room: the bot or people -----------------------------------------------
+
+
+def test_rooms_say_who_handles_them_and_the_list_filters_by_it(api):
+    """handler, handler_since and handover_reason are shown; ?handler= filters."""
+    bot_room = ChatRoomFactory(handler="bot")
+    people_room = ChatRoomFactory(handler="people", handover_reason="A person took over")
+
+    def rows(**params):
+        return {row["id"]: row for row in api.get(url("room-list"), params).json()["results"]}
+
+    assert set(rows()) == {bot_room.pk, people_room.pk}
+    assert set(rows(handler="bot")) == {bot_room.pk}
+    assert set(rows(handler="people")) == {people_room.pk}
+    assert set(rows(handler="")) == {bot_room.pk, people_room.pk}
+    shown = rows()[people_room.pk]
+    assert (shown["handler"], shown["handover_reason"]) == ("people", "A person took over")
+    assert "handler_since" in shown
+
+
+def test_a_bad_handler_filter_is_a_400_with_reason(api):
+    response = api.get(url("room-list"), {"handler": "robots"})
+    assert response.status_code == 400
+    assert response.json()["detail"] and "handler" in response.json()["errors"]
+
+
+def test_take_over_gives_a_bot_room_to_the_caller(api, bot):
+    """The caller takes the room: people handle it, and it is theirs if nobody had it."""
+    room = ChatRoomFactory(handler="bot")
+
+    response = api.post(url("room-take-over", pk=room.pk))
+
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert (body["handler"], body["assignee"]["id"]) == ("people", bot.pk)
+    assert body["handler_since"] and body["handover_reason"]
+    handover = Handover.objects.get(room=room)
+    assert (handover.to, handover.reason, handover.by) == ("people", "taken", bot)
+
+
+def test_take_over_of_a_closed_room_is_a_400(api):
+    room = ChatRoomFactory(handler="bot", status="closed")
+    response = api.post(url("room-take-over", pk=room.pk))
+    assert response.status_code == 400 and "room" in response.json()["errors"]
+
+
+def test_return_to_bot(api, bot):
+    room = ChatRoomFactory(handler="people", handover_reason="A person took over")
+
+    response = api.post(url("room-return-to-bot", pk=room.pk))
+
+    assert response.status_code == 200
+    assert (response.json()["handler"], response.json()["handover_reason"]) == ("bot", "")
+    assert Handover.objects.get(room=room).by == bot
+
+
+def test_a_bot_hands_a_room_over_with_its_reason(api, bot):
+    """The reason is kept as the hand-over's detail; the room stays unassigned."""
+    room = ChatRoomFactory(handler="bot")
+    reason = "ลูกค้าขอใบเสนอราคา (asks for a quote)"
+
+    response = api.post(url("room-hand-over", pk=room.pk), {"reason": reason}, format="json")
+
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert (body["handler"], body["assignee"]) == ("people", None)
+    assert reason in body["handover_reason"]
+    handover = Handover.objects.get(room=room)
+    assert (handover.reason, handover.detail, handover.by) == (Handover.Reason.BOT, reason, bot)
+
+
+def test_hand_over_without_a_reason(api):
+    room = ChatRoomFactory(handler="bot")
+    assert api.post(url("room-hand-over", pk=room.pk)).json()["handler"] == "people"
+    assert Handover.objects.get(room=room).detail == ""
+
+
+def test_a_hand_over_reason_over_300_characters_is_a_400(api):
+    room = ChatRoomFactory(handler="bot")
+    response = api.post(url("room-hand-over", pk=room.pk), {"reason": "x" * 301}, format="json")
+    assert response.status_code == 400 and "reason" in response.json()["errors"]
+    room.refresh_from_db()
+    assert room.handler == "bot" and not Handover.objects.exists()
+
+
+def test_a_viewer_cannot_change_who_handles_a_room():
+    client = token_client(user_with("view_chatroom"))
+    room = ChatRoomFactory(handler="bot")
+    for action in ("room-take-over", "room-hand-over", "room-return-to-bot"):
+        assert client.post(url(action, pk=room.pk)).status_code == 403
+    room.refresh_from_db()
+    assert room.handler == "bot" and not Handover.objects.exists()
+
+
+def test_handler_changes_count_as_writes(api, settings):
+    settings.RCHAT = {**settings.RCHAT, "API_THROTTLE_RATES": {"user": None, "write": "2/minute"}}
+    room = ChatRoomFactory(handler="bot")
+    assert api.post(url("room-take-over", pk=room.pk)).status_code == 200
+    assert api.post(url("room-return-to-bot", pk=room.pk)).status_code == 200
+    assert api.post(url("room-hand-over", pk=room.pk)).status_code == 429
+
+
+def test_a_bot_reply_to_a_room_the_bot_handles_is_queued_as_the_bots(api, bot):
+    room = ChatRoomFactory(handler="bot")
+
+    response = api.post(
+        url("room-messages", pk=room.pk),
+        {"type": "text", "data": "ยินดีต้อนรับค่ะ", "sender": "bot"},
+        format="json",
+    )
+
+    assert response.status_code == 201, response.json()
+    assert (response.json()["sender"], response.json()["rule"]) == ("bot", None)
+    message = Message.objects.get()
+    assert (message.sender, message.author) == ("bot", bot)
+    room.refresh_from_db()
+    assert room.handler == "bot"
+
+
+def test_a_bot_reply_to_a_room_people_handle_is_a_409_and_nothing_is_queued(api):
+    """People took the room: the bot is told so by the status, with the reason."""
+    room = ChatRoomFactory(handler="people")
+
+    response = api.post(
+        url("room-messages", pk=room.pk),
+        {"type": "text", "data": "hi", "sender": "bot"},
+        format="json",
+    )
+
+    body = _json_error(response, 409)
+    assert body["detail"] and set(body["errors"]) == {"sender"}
+    assert not Message.objects.exists()
+
+
+def test_a_persons_reply_takes_a_bot_room_over(api, bot):
+    room = ChatRoomFactory(handler="bot")
+    response = api.post(
+        url("room-messages", pk=room.pk), {"type": "text", "data": "ครับ"}, format="json"
+    )
+    assert response.status_code == 201 and response.json()["sender"] == "person"
+    room.refresh_from_db()
+    assert (room.handler, room.assignee) == ("people", bot)
+
+
+def test_an_unknown_sender_is_a_400_and_nothing_is_queued(api):
+    room = ChatRoomFactory(handler="bot")
+    for sender in ("rule", "robot", ""):
+        response = api.post(
+            url("room-messages", pk=room.pk),
+            {"type": "text", "data": "hi", "sender": sender},
+            format="json",
+        )
+        assert response.status_code == 400 and "sender" in response.json()["errors"], sender
+    assert not Message.objects.exists()
+
+
+def test_messages_show_who_wrote_them(api):
+    room = ChatRoomFactory(handler="bot")
+    rule = AutoReply.objects.create(name="hours", match="เปิดกี่โมง", reply_data="9:00-18:00")
+    MessageFactory(room=room)
+    MessageFactory(room=room, direction="out", sender="rule", rule=rule)
+    MessageFactory(room=room, direction="out", sender="bot")
+    rows = api.get(url("room-messages", pk=room.pk)).json()["results"]
+    assert [(row["sender"], row["rule"]) for row in rows] == [
+        ("bot", None),
+        ("rule", rule.pk),
+        ("", None),
+    ]
+
+
+# --- Answers match the schema ----------------------------------------------------------
+
+
+def _as_json_schema(node):
+    """OpenAPI 3.0's ``nullable: true`` in JSON Schema terms (jsonschema ignores it)."""
+    if isinstance(node, list):
+        return [_as_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    converted = {key: _as_json_schema(value) for key, value in node.items() if key != "nullable"}
+    if node.get("nullable"):
+        return {"anyOf": [converted, {"type": "null"}]}
+    return converted
+
+
+@pytest.fixture
+def answer_schema(api):
+    """``check(response, path, method)``: the response's body matches what the schema
+    documents for that path, method and status."""
+    document = api.get(url("schema"), HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    components = _as_json_schema(document["components"])
+
+    def check(response, path, method):
+        operation = document["paths"][path][method]
+        documented = operation["responses"][str(response.status_code)]
+        schema = _as_json_schema(documented["content"]["application/json"]["schema"])
+        validator = jsonschema.Draft202012Validator({**schema, "components": components})
+        errors = [error.message for error in validator.iter_errors(response.json())]
+        assert errors == [], (path, method, response.status_code, errors)
+
+    return check
+
+
+def test_the_schema_documents_who_handles_a_room(api):
+    paths = api.get(url("schema"), HTTP_ACCEPT="application/vnd.oai.openapi+json").json()["paths"]
+    for action in ("take-over", "return-to-bot", "hand-over"):
+        assert "post" in paths[f"/rchat/api/rooms/{{id}}/{action}/"]
+    replies = paths["/rchat/api/rooms/{id}/messages/"]["post"]["responses"]
+    assert {"201", "400", "409"} <= set(replies)
+    filters = paths["/rchat/api/rooms/"]["get"]["parameters"]
+    assert any(each["name"] == "handler" for each in filters)
+
+
+def test_answers_about_who_handles_a_room_match_the_schema(api, answer_schema):
+    """Room lists and details, the three actions, a bot's reply (201 and 409), a bad
+    sender and a bad hand-over: each body is what the schema says."""
+    room = ChatRoomFactory(handler="bot")
+    rooms, one = "/rchat/api/rooms/", "/rchat/api/rooms/{id}/"
+    messages = "/rchat/api/rooms/{id}/messages/"
+    answer_schema(api.get(url("room-list")), rooms, "get")
+    answer_schema(api.get(url("room-detail", pk=room.pk)), one, "get")
+    sent = api.post(
+        url("room-messages", pk=room.pk),
+        {"type": "text", "data": "hi", "sender": "bot"},
+        format="json",
+    )
+    answer_schema(sent, messages, "post")
+    bad = api.post(
+        url("room-messages", pk=room.pk),
+        {"type": "text", "data": "x", "sender": "x"},
+        format="json",
+    )
+    answer_schema(bad, messages, "post")
+    answer_schema(api.get(url("room-messages", pk=room.pk)), messages, "get")
+    handed = api.post(url("room-hand-over", pk=room.pk), {"reason": "quote"}, format="json")
+    answer_schema(handed, "/rchat/api/rooms/{id}/hand-over/", "post")
+    refused = api.post(
+        url("room-messages", pk=room.pk),
+        {"type": "text", "data": "hi", "sender": "bot"},
+        format="json",
+    )
+    assert refused.status_code == 409
+    answer_schema(refused, messages, "post")
+    returned = api.post(url("room-return-to-bot", pk=room.pk))
+    answer_schema(returned, "/rchat/api/rooms/{id}/return-to-bot/", "post")
+    taken = api.post(url("room-take-over", pk=room.pk))
+    answer_schema(taken, "/rchat/api/rooms/{id}/take-over/", "post")
+    too_long = api.post(url("room-hand-over", pk=room.pk), {"reason": "x" * 301}, format="json")
+    answer_schema(too_long, "/rchat/api/rooms/{id}/hand-over/", "post")
+    answer_schema(api.get(url("room-list"), {"handler": "x"}), rooms, "get")
 
 
 # --- Fixed number of queries -----------------------------------------------------------

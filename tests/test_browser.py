@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from rchat import services
-from rchat.models import Message
+from rchat.models import ChatRoom, Message
 from tests.conftest import _missing
 from tests.factories import (
     ChatRoomFactory,
@@ -128,6 +128,11 @@ def test_agent_sees_a_new_message_live_replies_and_sees_it_sent(
         "message": {"type": "text", "data": "Sure, what is your order number?"},
         "chat_id": "web-123",
         "idempotency_key": sent.dedup_key,
+        # The project names who wrote it (RCHAT["SENDER_FIELD"] = "sender").
+        "sender": {
+            "kind": "person",
+            "name": sent.author.get_full_name() or sent.author.get_username(),
+        },
     }
     assert script_errors == []
     page.close()
@@ -148,6 +153,38 @@ def test_a_failed_reply_shows_failed_and_retry_live(browser, live_server, tmp_pa
     Message.objects.filter(pk=reply.pk).update(status="failed", last_error="R-Chat said 400")
     bubble.locator(".rchat-status-failed").wait_for(timeout=WAIT_MS)
     assert bubble.locator("button", has_text="Retry").is_visible()
+    page.close()
+
+
+def test_agent_takes_a_room_over_from_the_bot_and_returns_it(browser, live_server, tmp_path):
+    """Take over: the header says People and offers Return to bot; Return: Bot again."""
+    room = ChatRoomFactory(display_name="Wanida", handler=ChatRoom.Handler.BOT)
+    MessageFactory(room=room, data="ขอคุยกับพนักงานหน่อยค่ะ")
+    agent = make_agent("pim")
+
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    script_errors = []
+    page.on("pageerror", lambda error: script_errors.append(str(error)))
+    log_in(page, live_server, agent)
+    page.goto(f"{live_server.url}/rchat/inbox/?view=bot")
+    page.click("text=Wanida")
+    handling = page.locator("#rchat-handling")
+    handling.get_by_text("Handled by: Bot").wait_for()
+
+    page.click("button:has-text('Take over')")
+    handling.get_by_text("Handled by: People").wait_for(timeout=WAIT_MS)
+    assert page.locator("button", has_text="Return to bot").is_visible()
+    assert page.locator("button", has_text="Take over").count() == 0
+    assert page.get_by_text("You took over this conversation").is_visible()
+    room.refresh_from_db()
+    assert (room.handler, room.assignee) == ("people", agent)
+
+    page.click("button:has-text('Return to bot')")
+    handling.get_by_text("Handled by: Bot").wait_for(timeout=WAIT_MS)
+    assert page.locator("button", has_text="Take over").is_visible()
+    room.refresh_from_db()
+    assert room.handler == "bot"
+    assert script_errors == []
     page.close()
 
 

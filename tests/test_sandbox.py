@@ -761,3 +761,147 @@ def test_a_sandbox_that_ignores_the_key_stores_every_call():
             rchat.send_message("chat-k", "text", "hello", idempotency_key="rchat-same")
         assert len(sb.received("chat-k")) == 2
         assert sb.info()["idempotent"] is False
+
+
+# --- Who wrote a reply: the sender field -------------------------------------------------
+
+
+def chat_page(sb, chat_id):
+    page = requests.get(f"{sb.url}/chat/{chat_id}", timeout=5)
+    assert page.status_code == 200
+    return page
+
+
+@pytest.mark.parametrize(
+    ("sender", "label", "kind"),
+    [
+        ({"kind": "bot"}, "🤖 Bot", "bot"),
+        ({"kind": "rule", "name": "ราคา"}, "⚙ Rule: ราคา", "rule"),
+        ({"kind": "rule"}, "⚙ Rule", "rule"),
+        ({"kind": "person", "name": "สมศรี ใจดี"}, "👤 สมศรี ใจดี", "person"),
+    ],
+)
+def test_a_replys_sender_is_kept_and_labelled_on_the_chat_page(
+    sandbox, settings, sender, label, kind
+):
+    """The body's sender field is kept with the reply (its JSON, the chat's JSON) and the
+    chat page shows the label, in an element of the kind's class."""
+    settings.RCHAT = {**settings.RCHAT, "SENDER_FIELD": "sender"}
+    client(sandbox).register()
+    client(sandbox).send_message("chat-s", "text", "คำตอบ", sender=sender)
+
+    [received] = requests.get(sandbox.url + "/_sandbox/messages", timeout=5).json()["messages"]
+    assert received["sender"] == sender
+    assert received["label"] == {"kind": kind, "text": label}
+    [entry] = sandbox.conversation("chat-s")["entries"]
+    assert entry["label"] == {"kind": kind, "text": label}
+    page = chat_page(sandbox, "chat-s").text
+    assert (
+        f'<li class="site sender-{kind}"><div class="sender">{label}</div>'
+        '<div class="bubble">คำตอบ</div>'
+    ) in page
+
+
+def test_a_reply_without_a_sender_shows_no_label(sandbox, settings):
+    """A body without the field (or with one rchat would not send) gets no label."""
+    settings.RCHAT = {**settings.RCHAT, "SENDER_FIELD": ""}
+    client(sandbox).register()
+    client(sandbox).send_message("chat-n", "text", "no one said who")
+    body = {"message": {"type": "text", "data": "odd"}, "chat_id": "chat-n"}
+    post(sandbox, SEND, {**body, "sender": {"kind": "robot", "name": "x"}})
+    post(sandbox, SEND, {**body, "sender": "bot"})
+
+    assert [(r["sender"], r["label"]) for r in sandbox.received("chat-n")] == [
+        (None, None),
+        ({"kind": "robot", "name": "x"}, None),
+        ("bot", None),
+    ]
+    page = chat_page(sandbox, "chat-n").text
+    assert page.count('<li class="site"><div class="bubble">') == 3
+    assert "sender-" not in page and 'class="sender"' not in page
+
+
+def test_a_hostile_sender_name_is_shown_as_text(sandbox):
+    """A name with markup is escaped on the page, and a long one is cut."""
+    client(sandbox).register()
+    name = '<img src=x onerror="alert(1)"> ' + "ก" * 200
+    body = {"message": {"type": "text", "data": "<b>hi</b>"}, "chat_id": "chat-x"}
+    post(sandbox, SEND, {**body, "sender": {"kind": "person", "name": name}})
+
+    page = chat_page(sandbox, "chat-x")
+    assert "<img" not in page.text and "<b>hi" not in page.text
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page.text
+    assert "&lt;b&gt;hi&lt;/b&gt;" in page.text
+    assert len(sandbox.received("chat-x")[0]["label"]["text"]) == len("👤 ") + 80
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+
+
+def test_the_sender_field_can_be_another_or_none():
+    """Sandbox(sender_field=...) reads that field of the body; "" reads none."""
+    body = {"message": {"type": "text", "data": "x"}, "chat_id": "c"}
+    with Sandbox(port=0, tokens=[TOKEN], sender_field="author") as sb:
+        post(sb, SEND, {**body, "author": {"kind": "bot"}, "sender": {"kind": "rule"}})
+        assert sb.received()[0]["label"] == {"kind": "bot", "text": "🤖 Bot"}
+        assert sb.info()["sender_field"] == "author"
+    with Sandbox(port=0, tokens=[TOKEN], sender_field="") as sb:
+        post(sb, SEND, {**body, "sender": {"kind": "bot"}})
+        assert (sb.received()[0]["sender"], sb.received()[0]["label"]) == (None, None)
+
+
+def test_the_chat_page_shows_the_thread_before_any_script_runs(sandbox):
+    """The page arrives with the messages so far: the end user's with its webhook note,
+    replies with their labels (sandbox.js then redraws it the same way)."""
+    sandbox.webhook_url = f"http://127.0.0.1:{free_port()}/hook"
+    sandbox.send_as_user("chat-t", "ถามหน่อยค่ะ")
+    client(sandbox).register()
+    client(sandbox).send_message("chat-t", "sticker", {"id": "1"}, sender={"kind": "bot"})
+
+    page = chat_page(sandbox, "chat-t").text
+    assert '<li class="user"><div class="bubble">ถามหน่อยค่ะ</div><div class="meta bad">' in page
+    assert "Could not reach" in page
+    assert '<div class="bubble">sticker: {&quot;id&quot;:&quot;1&quot;}</div>' in page
+    assert page.index("ถามหน่อยค่ะ") < page.index('<div class="sender">🤖 Bot</div>')
+
+
+@pytest.mark.slow
+def test_the_command_reads_the_sender_field_it_is_given():
+    """rchat_sandbox --sender-field NAME: shown in the banner, read from the bodies."""
+    process, url = _start_command("--sender-field", "author", "--token", TOKEN)
+    try:
+        body = {"message": {"type": "text", "data": "x"}, "chat_id": "c"}
+        requests.post(
+            url + SEND,
+            json={**body, "author": {"kind": "rule", "name": "FAQ"}},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=10,
+        )
+        [received] = requests.get(url + "/_sandbox/messages", timeout=5).json()["messages"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, _err = process.communicate(timeout=10)
+    assert received["label"] == {"kind": "rule", "text": "⚙ Rule: FAQ"}
+    assert "Sender field:  author" in out
+
+
+@pytest.mark.slow
+def test_the_chat_page_labels_replies_live(sandbox, settings, chromium):
+    """A reply arriving while the page is open shows its label, in its kind's colours."""
+    settings.RCHAT = {**settings.RCHAT, "SENDER_FIELD": "sender"}
+    client(sandbox).register()
+    page = chromium.new_page()
+    try:
+        page.goto(f"{sandbox.url}/chat/live-2?channel=line")
+        rchat = client(sandbox)
+        rchat.send_message("live-2", "text", "ไซส์ M ค่ะ", sender={"kind": "bot"})
+        rchat.send_message("live-2", "text", "มาแล้วค่ะ", sender={"kind": "person", "name": "Ploy"})
+        rchat.send_message("live-2", "text", "plain")
+        page.wait_for_selector("#thread li.site >> text=plain")
+        assert page.locator("#thread li.sender-bot .sender").inner_text() == "🤖 Bot"
+        assert page.locator("#thread li.sender-person .sender").inner_text() == "👤 Ploy"
+        assert page.locator("#thread li.site").nth(2).get_attribute("class") == "site"
+        bot = page.locator("#thread li.sender-bot .bubble")
+        person = page.locator("#thread li.sender-person .bubble")
+        colour = "getComputedStyle(el).backgroundColor"
+        assert bot.evaluate(f"el => {colour}") != person.evaluate(f"el => {colour}")
+    finally:
+        page.close()

@@ -21,11 +21,15 @@ SCHEMA_SETTINGS = {
     "TITLE": "rchat API",
     "DESCRIPTION": (
         "Read R-Chat conversations and answer them: chat rooms, their messages, "
-        "replies, assign, close and reopen. Authenticate with a session or with "
+        "replies, assign, close and reopen, and who handles a room: take over, hand "
+        "over to people, return to the bot. Authenticate with a session or with "
         "'Authorization: Token <key>'."
     ),
     "VERSION": "1",
     "PREPROCESSING_HOOKS": ["rchat.api.docs.only_rchat_api"],
+    # A reply's sender (person or bot) and a message's (any Message.Sender) are two
+    # choice sets under one field name: each named here, not "Sender<hash>Enum".
+    "ENUM_NAME_OVERRIDES": {"ReplySenderEnum": "rchat.api.serializers.REPLY_SENDERS"},
 }
 
 

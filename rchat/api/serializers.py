@@ -32,12 +32,21 @@ class ChatRoomSerializer(serializers.ModelSerializer):
             "avatar_url",
             "status",
             "assignee",
+            "handler",
+            "handler_since",
+            "handover_reason",
             "unread_count",
             "last_message_at",
             "last_message_preview",
             "created_at",
         ]
         read_only_fields = fields
+        extra_kwargs = {
+            "handler": {"help_text": _("Who answers the end user: the bot or people.")},
+            "handover_reason": {
+                "help_text": _('Why people have the room ("" while the bot has it).')
+            },
+        }
 
 
 class MessageSerializer(serializers.ModelSerializer):
@@ -58,10 +67,36 @@ class MessageSerializer(serializers.ModelSerializer):
             "attempts",
             "last_error",
             "author",
+            "sender",
+            "rule",
             "created_at",
             "sent_at",
         ]
         read_only_fields = fields
+        extra_kwargs = {
+            "sender": {
+                "help_text": _(
+                    'Who wrote an outbound message: "person", "bot" or "rule" (an '
+                    'auto-reply rule); "" for inbound messages and older replies.'
+                )
+            },
+            "rule": {"help_text": _("The auto-reply rule that wrote it (its id), or null.")},
+        }
+
+
+#: Who may write a reply through the API: a person (the default), or a bot.
+REPLY_SENDERS = (Message.Sender.PERSON.value, Message.Sender.BOT.value)
+
+
+def _reply_sender():
+    return serializers.ChoiceField(
+        choices=REPLY_SENDERS,
+        default=Message.Sender.PERSON.value,
+        help_text=_(
+            '"person" (default): a person\'s reply, which takes a room the bot handles '
+            'over. "bot": a bot\'s reply, refused with 409 when people handle the room.'
+        ),
+    )
 
 
 class ReplySerializer(serializers.Serializer):
@@ -74,6 +109,7 @@ class ReplySerializer(serializers.Serializer):
 
     type = serializers.CharField(max_length=50, help_text=_("text, image, file, sticker, location"))
     data = serializers.JSONField(help_text=_("The content; its shape depends on type."))
+    sender = _reply_sender()
 
 
 # --- The reply's documented shapes ---------------------------------------------------
@@ -117,17 +153,21 @@ def _reply_type(name):
     return serializers.ChoiceField(choices=[name])
 
 
-class TextReplySerializer(serializers.Serializer):
+class _ReplyShapeSerializer(serializers.Serializer):
+    sender = _reply_sender()
+
+
+class TextReplySerializer(_ReplyShapeSerializer):
     type = _reply_type("text")
     data = _TextField(help_text=_('Not blank; at most RCHAT["TEXT_MAX_LENGTH"] characters (5000).'))
 
 
-class ImageReplySerializer(serializers.Serializer):
+class ImageReplySerializer(_ReplyShapeSerializer):
     type = _reply_type("image")
     data = _MediaField()
 
 
-class FileReplySerializer(serializers.Serializer):
+class FileReplySerializer(_ReplyShapeSerializer):
     type = _reply_type("file")
     data = _MediaField()
 
@@ -137,7 +177,7 @@ class StickerDataSerializer(serializers.Serializer):
     sticker_id = _StickerIdField()
 
 
-class StickerReplySerializer(serializers.Serializer):
+class StickerReplySerializer(_ReplyShapeSerializer):
     type = _reply_type("sticker")
     data = StickerDataSerializer()
 
@@ -149,7 +189,7 @@ class LocationDataSerializer(serializers.Serializer):
     address = serializers.CharField(required=False)
 
 
-class LocationReplySerializer(serializers.Serializer):
+class LocationReplySerializer(_ReplyShapeSerializer):
     type = _reply_type("location")
     data = LocationDataSerializer()
 
@@ -187,6 +227,17 @@ class AssignSerializer(serializers.Serializer):
         return user
 
 
+class HandOverSerializer(serializers.Serializer):
+    """Why the bot gives the room to people (shown to them in the inbox and admin)."""
+
+    reason = serializers.CharField(
+        max_length=300,
+        allow_blank=True,
+        default="",
+        help_text=_("Optional, at most 300 characters."),
+    )
+
+
 class RoomFilterSerializer(serializers.Serializer):
     """The room list's query parameters."""
 
@@ -195,6 +246,9 @@ class RoomFilterSerializer(serializers.Serializer):
     q = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     credential = serializers.CharField(max_length=100, required=False, allow_blank=True)
     chat_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    handler = serializers.ChoiceField(
+        choices=ChatRoom.Handler.choices, required=False, allow_blank=True
+    )
 
 
 # --- Broadcasts ----------------------------------------------------------------------

@@ -37,7 +37,8 @@ class RChatUserThrottle(_RChatThrottle):
 
 
 class RChatWriteThrottle(_RChatThrottle):
-    """Only calls that change something (send, retry, assign, close, reopen) count here."""
+    """Only calls that change something (send, retry, assign, close, reopen, take over,
+    hand over, return to the bot) count here."""
 
     scope = "rchat_write"
     rate_key = "write"

@@ -20,6 +20,13 @@ urlpatterns = [
     path("rooms/<int:pk>/close/", api(views.RoomCloseView), name="room-close"),
     path("rooms/<int:pk>/reopen/", api(views.RoomReopenView), name="room-reopen"),
     path("rooms/<int:pk>/read/", api(views.RoomReadView), name="room-read"),
+    path("rooms/<int:pk>/take-over/", api(views.RoomTakeOverView), name="room-take-over"),
+    path(
+        "rooms/<int:pk>/return-to-bot/",
+        api(views.RoomReturnToBotView),
+        name="room-return-to-bot",
+    ),
+    path("rooms/<int:pk>/hand-over/", api(views.RoomHandOverView), name="room-hand-over"),
     path(
         "rooms/<int:pk>/messages/<int:message_pk>/retry/",
         api(views.MessageRetryView),

@@ -26,7 +26,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from .. import selectors, services
 from ..exceptions import InvalidMessage
-from ..models import Broadcast, ChatRoom, Message
+from ..models import Broadcast, ChatRoom, Handover, Message
 from .permissions import CanSeeChatRooms
 from .serializers import (
     REPLY_SCHEMA,
@@ -35,6 +35,7 @@ from .serializers import (
     BroadcastSerializer,
     ChatRoomSerializer,
     ErrorSerializer,
+    HandOverSerializer,
     MessageSerializer,
     ReplySerializer,
     RoomFilterSerializer,
@@ -164,15 +165,40 @@ class RChatAPIView(APIView):
 
 
 ROOM_FILTERS = [
-    OpenApiParameter("view", enum=selectors.ROOM_VIEWS, description="mine, unassigned or all"),
+    OpenApiParameter(
+        "view",
+        enum=selectors.ROOM_VIEWS,
+        description="mine, unassigned (people handle it, nobody has it yet), bot or all",
+    ),
     OpenApiParameter("status", enum=selectors.ROOM_STATUSES, description="default: open"),
     OpenApiParameter("q", description="Search in chat id, end user's name, message text"),
     OpenApiParameter("credential", description="Only this credential's rooms (its name)"),
     OpenApiParameter("chat_id", description="R-Chat's chat id, exactly"),
+    OpenApiParameter(
+        "handler", enum=selectors.ROOM_HANDLERS, description="Only rooms the bot or people handle"
+    ),
 ]
 
 
-@extend_schema(parameters=ROOM_FILTERS)
+def rooms_filtered(user, values):
+    """The rooms a room list's validated filters (RoomFilterSerializer) select."""
+    rooms = selectors.room_list(
+        user=user,
+        view=values["view"],
+        status=values["status"],
+        q=values["q"],
+        credential_name=values.get("credential", ""),
+        chat_id=values.get("chat_id", ""),
+        handler=values.get("handler", ""),
+    )
+    return rooms
+
+
+@extend_schema(
+    parameters=ROOM_FILTERS,
+    responses={200: ChatRoomSerializer(many=True), 400: ErrorSerializer},
+    description="Chat rooms, most recent activity first (the inbox's filters; a bad one: 400).",
+)
 class RoomListView(RChatAPIView, generics.ListAPIView):
     """Chat rooms, most recent activity first (filters as in the inbox)."""
 
@@ -182,15 +208,7 @@ class RoomListView(RChatAPIView, generics.ListAPIView):
     def get_queryset(self):
         filters = RoomFilterSerializer(data=self.request.query_params)
         filters.is_valid(raise_exception=True)
-        values = filters.validated_data
-        return selectors.room_list(
-            user=self.request.user,
-            view=values["view"],
-            status=values["status"],
-            q=values["q"],
-            credential_name=values.get("credential", ""),
-            chat_id=values.get("chat_id", ""),
-        )
+        return rooms_filtered(self.request.user, filters.validated_data)
 
 
 class RoomDetailView(RChatAPIView, generics.RetrieveAPIView):
@@ -215,22 +233,35 @@ class RoomMessagesView(RChatAPIView, generics.ListAPIView):
 
     @documented(
         request=REPLY_SCHEMA,
-        responses={201: MessageSerializer, 400: ErrorSerializer},
+        responses={201: MessageSerializer, 400: ErrorSerializer, 409: ErrorSerializer},
         description=(
             "Queue a reply; a worker sends it to R-Chat. Bad input or a closed room: 400 "
-            'with {"detail": ..., "errors": {field: reason}} and nothing queued.'
+            'with {"detail": ..., "errors": {field: reason}} and nothing queued. '
+            '"sender": "person" (the default) takes a room the bot handles over; '
+            '"sender": "bot" is a bot\'s reply, and when people handle the room it is '
+            "refused with 409 and errors.sender: the bot should stop answering there."
         ),
     )
     def post(self, request, pk):
         room = self.get_room()
         reply = ReplySerializer(data=request.data)
         reply.is_valid(raise_exception=True)
-        message = services.message_send(
-            room=room,
-            type=reply.validated_data["type"],
-            data=reply.validated_data["data"],
-            author=request.user,
-        )
+        sender = reply.validated_data["sender"]
+        try:
+            message = services.message_send(
+                room=room,
+                type=reply.validated_data["type"],
+                data=reply.validated_data["data"],
+                author=request.user,
+                sender=sender,
+            )
+        except InvalidMessage as exc:
+            if sender == Message.Sender.BOT and "sender" in exc.errors:
+                # Not a bad request: the same one succeeds while the bot has the room.
+                # It conflicts with the room's state (people took it), which a bot
+                # tells from every other refusal by the status alone.
+                return Response({"detail": str(exc), "errors": exc.errors}, status=409)
+            raise
         return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
 
 
@@ -279,6 +310,57 @@ class RoomReadView(_RoomActionView):
         """Mark the room read: its unread count goes back to zero."""
         room = self.get_room()
         services.room_mark_read(room=room)
+        return self.answer(room)
+
+
+class RoomTakeOverView(_RoomActionView):
+    @documented(
+        request=None,
+        responses={200: ChatRoomSerializer, 400: ErrorSerializer},
+        description=(
+            "You take the room: people handle it from now on (the bot's queued messages "
+            "are cancelled), and it is assigned to you unless someone has it. A closed "
+            "room: 400."
+        ),
+    )
+    def post(self, request, pk):
+        room = self.get_room()
+        services.room_take_over(room=room, user=request.user)
+        return self.answer(room)
+
+
+class RoomReturnToBotView(_RoomActionView):
+    @documented(
+        request=None,
+        responses={200: ChatRoomSerializer, 400: ErrorSerializer},
+        description="The bot answers the room again, from the end user's next message on.",
+    )
+    def post(self, request, pk):
+        room = self.get_room()
+        services.room_return_to_bot(room=room, by=request.user)
+        return self.answer(room)
+
+
+class RoomHandOverView(_RoomActionView):
+    @documented(
+        request=HandOverSerializer,
+        responses={200: ChatRoomSerializer, 400: ErrorSerializer},
+        description=(
+            'A bot gives the room to people: {"reason": "..."} (optional, at most 300 '
+            "characters) is shown to them. What the bot queued before is still sent; the "
+            "room stays unassigned. A room people handle already is left as it is."
+        ),
+    )
+    def post(self, request, pk):
+        room = self.get_room()
+        body = HandOverSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.room_hand_over(
+            room=room,
+            reason=Handover.Reason.BOT,
+            detail=body.validated_data["reason"],
+            by=request.user,
+        )
         return self.answer(room)
 
 
@@ -342,15 +424,7 @@ class BroadcastListView(RChatAPIView, generics.ListAPIView):
         if "rooms" in values:
             rooms = values["rooms"]
         else:
-            found = values["filter"]
-            rooms = selectors.room_list(
-                user=request.user,
-                view=found["view"],
-                status=found["status"],
-                q=found["q"],
-                credential_name=found.get("credential", ""),
-                chat_id=found.get("chat_id", ""),
-            )
+            rooms = rooms_filtered(request.user, values["filter"])
         broadcast = services.broadcast_create(
             rooms=rooms,
             type=values["type"],

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 from .state import (
     CHANNELS,
     DEFAULT_SECRET,
+    DEFAULT_SENDER_FIELD,
     Fault,
     SandboxInputError,
     SandboxState,
@@ -40,6 +41,13 @@ ASSETS = {
 }
 CHAT_PATH = re.compile(r"^/chat/(?P<chat_id>[^/]+)/?$")
 CHAT_API_PATH = re.compile(r"^/_sandbox/chats/(?P<chat_id>[^/]+)(?P<rest>/messages)?/?$")
+# The pages load their script and style sheet from the sandbox and nothing inline: a
+# message is text, never markup, and this makes sure no markup that slipped through
+# could run.
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
 
 
 def _setting(name):
@@ -118,6 +126,14 @@ class SandboxHandler(BaseHTTPRequestHandler):
     def send_text(self, status, text, content_type):
         self._send(status, text.encode("utf-8"), content_type)
 
+    def send_page(self, text):
+        self._send(
+            200,
+            text.encode("utf-8"),
+            "text/html; charset=utf-8",
+            {"Content-Security-Policy": PAGE_CSP},
+        )
+
     def _send(self, status, data, content_type, headers=None):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -174,6 +190,9 @@ class Sandbox:
     answers Register and Send Message like R-Chat, posts end users' messages to
     ``webhook_url`` (``send_as_user``), remembers what it received (``received``)
     and misbehaves on request (``inject``). Its pages are at ``sb.url + "/"``.
+
+    ``sender_field``: where a Send Message body says who wrote the reply (rchat's
+    RCHAT["SENDER_FIELD"]); each reply is kept and shown with it ("" ignores it).
     """
 
     def __init__(
@@ -189,6 +208,7 @@ class Sandbox:
         send_path=None,
         webhook_timeout=10.0,
         idempotent=True,
+        sender_field=DEFAULT_SENDER_FIELD,
     ):
         if webhook_url:
             check_webhook_url(webhook_url)
@@ -198,6 +218,7 @@ class Sandbox:
         self.webhook_timeout = webhook_timeout
         self.register_path = "/" + (register_path or _setting("REGISTER_PATH")).strip("/")
         self.send_path = "/" + (send_path or _setting("SEND_MESSAGE_PATH")).strip("/")
+        self.sender_field = sender_field or ""
         self.state = SandboxState(
             tokens=tokens, strict=strict, secret=secret, idempotent=idempotent
         )
@@ -370,6 +391,7 @@ class Sandbox:
             "strict": state.strict,
             "register_path": self.register_path,
             "send_path": self.send_path,
+            "sender_field": self.sender_field,
             "account_token": mask(state.account_token),
             "idempotent": state.idempotent,
             "repeated_keys": state.repeats,
@@ -384,7 +406,7 @@ class Sandbox:
         if method == "POST" and path == self.send_path:
             return self._api_call(request, "send", body)
         if method == "GET" and path == "/":
-            return request.send_text(200, self._page("index.html", {}), "text/html; charset=utf-8")
+            return request.send_page(self._page("index.html", {}))
         match = CHAT_PATH.match(path)
         if method == "GET" and match:
             return self._chat_page(request, unquote(match["chat_id"]))
@@ -401,20 +423,24 @@ class Sandbox:
             )
         return request.send_json(404, {"status": "ERROR", "reason": f"No page at {path}."})
 
-    def _page(self, name, values):
+    def _page(self, name, values, markup=None):
+        """An asset page with ``values`` filled in, escaped; ``markup`` values are HTML
+        built by this module (``_thread_html``), which escapes what goes into it."""
         escaped = {k: html.escape(str(v), quote=True) for k, v in values.items()}
-        return Template(_asset(name)).safe_substitute(escaped)
+        return Template(_asset(name)).safe_substitute({**escaped, **(markup or {})})
 
     def _chat_page(self, request, chat_id):
         channel = request.query.get("channel")
         if channel and channel not in CHANNELS:
             raise SandboxInputError(f"channel must be one of {', '.join(CHANNELS)}.")
         chat = self.state.chat(chat_id, channel=channel, name=request.query.get("name"))
+        conversation = self.state.conversation(chat.chat_id) or {"entries": []}
         page = self._page(
             "chat.html",
             {"chat_id": chat.chat_id, "channel": chat.channel, "name": chat.name},
+            markup={"thread": _thread_html(conversation["entries"])},
         )
-        request.send_text(200, page, "text/html; charset=utf-8")
+        request.send_page(page)
 
     def _control(self, request, method, path, payload):
         """The /_sandbox JSON API the pages and tests use."""
@@ -518,6 +544,7 @@ class Sandbox:
             message=message,
             token=token,
             idempotency_key=str(idempotency_key or payload.get("idempotency_key") or ""),
+            sender=payload.get(self.sender_field) if self.sender_field else None,
         )
         return 200, {"status": "SUCCESS", "message_id": message_id}
 
@@ -560,6 +587,53 @@ def send_body_problem(payload):
     if isinstance(chat_id, bool) or not isinstance(chat_id, str | int) or not str(chat_id).strip():
         return '"chat_id" must be a non-empty string.'
     return None
+
+
+# --- The chat page's thread, as sandbox.js draws it -----------------------------------------
+# The page arrives with its thread already in it (readable without JavaScript, and what
+# a test can read); sandbox.js then redraws it from /_sandbox/chats/<id> every second
+# with the same elements and classes.
+
+
+def _thread_html(entries):
+    return "".join(_entry_html(entry) for entry in entries)
+
+
+def _entry_html(entry):
+    """One ``<li>``: who wrote it (a reply's label), the bubble, the time and a note."""
+    label = entry.get("label")
+    classes = entry["from"] + (f" sender-{label['kind']}" if label else "")
+    data = entry["data"]
+    if entry["type"] == "text" and isinstance(data, str):
+        text = data
+    else:
+        # As JSON.stringify writes it, so the page looks the same before and after a redraw.
+        compact = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        shown = data if isinstance(data, str) else compact
+        text = f"{entry['type']}: {shown}"
+    if entry["from"] == "user":
+        note, bad = _webhook_note(entry.get("webhook") or {})
+    else:
+        note, bad = "from the site", False
+    parts = [f'<li class="{html.escape(classes)}">']
+    if label:
+        parts.append(f'<div class="sender">{html.escape(label["text"])}</div>')
+    parts.append(f'<div class="bubble">{html.escape(text)}</div>')
+    meta = f"{entry['at'][11:19]} · {note}"
+    parts.append(f'<div class="{"meta bad" if bad else "meta"}">{html.escape(meta)}</div></li>')
+    return "".join(parts)
+
+
+def _webhook_note(webhook):
+    """What the page says under an end user's message about its webhook (sandbox.js's
+    ``webhookNote``), and whether it went wrong."""
+    if webhook.get("pending"):
+        return "sending to the site…", False
+    if webhook.get("ok"):
+        return f"delivered to the site (HTTP {webhook['status']})", False
+    if webhook.get("status"):
+        return f"the site answered HTTP {webhook['status']}: {webhook.get('answer') or ''}", True
+    return webhook.get("error") or "not delivered", True
 
 
 def chat_url(base_url, chat_id, *, channel="web", name=""):

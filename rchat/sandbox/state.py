@@ -26,6 +26,11 @@ CHANNELS = ("web", "line", "facebook")
 FAULT_TARGETS = ("any", "register", "send")
 FAULT_FIELDS = {"status", "retry_after", "latency_ms", "drop", "count", "share", "on"}
 FAULT_STATUSES = (400, 401, 403, 404, 408, 409, 413, 422, 429, 500, 502, 503, 504)
+#: Where a Send Message body says who wrote the reply, unless told otherwise
+#: (``--sender-field``): the name rchat's project settings give RCHAT["SENDER_FIELD"].
+DEFAULT_SENDER_FIELD = "sender"
+#: Characters of a sender's name a label shows.
+SENDER_NAME_MAX = 80
 
 
 def signature_for(token, secret=DEFAULT_SECRET):
@@ -43,6 +48,31 @@ def mask(secret):
 
 def now_iso():
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def sender_label(sender):
+    """How the chat page labels a reply by who wrote it, or None.
+
+    ``sender`` is what the Send Message body carried under the sender field (rchat
+    sends ``{"kind": "person" | "bot" | "rule", "name": ...}``). The answer is
+    ``{"kind", "text"}``: "🤖 Bot", "⚙ Rule: <name>", "👤 <name>". Anything else (no
+    field, another shape, an unknown kind) gets no label: ``kind`` becomes a CSS class
+    on the page, so only these three are ever used.
+    """
+    if not isinstance(sender, dict):
+        return None
+    kind = sender.get("kind")
+    name = sender.get("name")
+    name = " ".join(name.split())[:SENDER_NAME_MAX] if isinstance(name, str) else ""
+    if kind == "bot":
+        text = "🤖 Bot"
+    elif kind == "rule":
+        text = f"⚙ Rule: {name}" if name else "⚙ Rule"
+    elif kind == "person":
+        text = f"👤 {name}" if name else "👤 Person"
+    else:
+        return None
+    return {"kind": kind, "text": text}
 
 
 class SandboxInputError(ValueError):
@@ -166,7 +196,7 @@ class Chat:
             "name": self.name,
             "created_at": self.created_at,
             "messages": len(self.entries),
-            "last": last and {k: last[k] for k in ("from", "type", "data", "at")},
+            "last": last and {k: last.get(k) for k in ("from", "type", "data", "at", "label")},
         }
 
 
@@ -303,11 +333,13 @@ class SandboxState:
             chat.entries.append(entry)
             return entry
 
-    def record_send(self, *, chat_id, message, token, idempotency_key=""):
+    def record_send(self, *, chat_id, message, token, idempotency_key="", sender=None):
         """Keep an accepted Send Message call; return R-Chat's message id for it.
 
         A key seen before from the same token (with ``idempotent`` on) returns the first
-        call's id and records nothing: the end user sees the message once.
+        call's id and records nothing: the end user sees the message once. ``sender``:
+        what the body said about who wrote it (None: nothing), kept as it came, with
+        the label the chat page shows (``sender_label``).
         """
         with self.lock:
             seen = (token, idempotency_key)
@@ -317,12 +349,15 @@ class SandboxState:
             message_id = str(uuid.uuid4())
             if idempotency_key:
                 self._by_key[seen] = message_id
+            label = sender_label(sender)
             chat = self.chat(chat_id)
             entry = self.add_entry(
                 chat,
                 **{"from": "site", "id": message_id},
                 type=message["type"],
                 data=message["data"],
+                sender=sender,
+                label=label,
             )
             self.sends.append(
                 {
@@ -331,6 +366,8 @@ class SandboxState:
                     "message_id": message_id,
                     "chat_id": chat_id,
                     "message": message,
+                    "sender": sender,
+                    "label": label,
                     "token": mask(token),
                     "idempotency_key": idempotency_key,
                 }

@@ -4,8 +4,8 @@ Admin, views, the API, tasks and management commands parse their input, call one
 these functions and answer; they do not write rows themselves. Functions are named
 ``<thing>_<action>`` and take keyword arguments only. One module per part:
 ``credentials``, ``rooms``, ``outbound`` (queueing), ``delivery`` (sending),
-``inbound`` (webhooks), ``broadcasts`` (one message to many rooms), ``retention``
-(deleting old webhook events and delivery attempts) and ``staff``
+``inbound`` (webhooks), ``handover`` (the bot or people), ``broadcasts`` (one message to
+many rooms), ``retention`` (deleting old webhook events and delivery attempts) and ``staff``
 (the operators' and agents' groups); every public function is importable from
 ``rchat.services`` itself.
 """
@@ -21,6 +21,13 @@ from .credentials import (
     credential_test_connection,
 )
 from .delivery import DrainResult, delivery_drain, rooms_mark_ready
+from .handover import (
+    room_hand_over,
+    room_handler_for_new,
+    room_return_to_bot,
+    room_take_over,
+    rooms_return_idle,
+)
 from .inbound import (
     InboundResult,
     Reprocessed,
@@ -59,9 +66,14 @@ __all__ = [
     "room_assign",
     "room_close",
     "room_get_or_create",
+    "room_hand_over",
+    "room_handler_for_new",
     "room_mark_read",
     "room_reopen",
+    "room_return_to_bot",
+    "room_take_over",
     "rooms_mark_ready",
+    "rooms_return_idle",
     "staff_groups_sync",
     "staff_member_add",
     "webhook_event_reprocess",

@@ -306,6 +306,7 @@ class _Queueing:
                         text=self.preview,
                         status=Message.Status.QUEUED,
                         author=self.author,
+                        sender=Message.Sender.PERSON if self.author else "",
                         broadcast=self.broadcast,
                         next_attempt_at=now,
                         dedup_key=idempotency_key_new(),

@@ -28,7 +28,9 @@ logger = logging.getLogger(__name__)
 _KEEP = object()
 
 
-def credential_save(*, name, token=None, base_url=None, credential=None, send_rate=_KEEP):
+def credential_save(
+    *, name, token=None, base_url=None, credential=None, send_rate=_KEEP, bot_first=None
+):
     """Create the credential ``name``, or update one and return it.
 
     Without ``credential`` the one called ``name`` is updated (or created); with it,
@@ -37,8 +39,9 @@ def credential_save(*, name, token=None, base_url=None, credential=None, send_ra
     "not registered" again: its signature token belonged to the old one. ``base_url``
     None keeps the one stored; "" clears it (the credential then follows
     ``RCHAT["API_BASE_URL"]``). ``send_rate``, messages per second shared by every
-    worker (None: ``RCHAT["SEND_RATE"]``), is kept unless given. Raises ``ValueError``
-    with the reason for bad input.
+    worker (None: ``RCHAT["SEND_RATE"]``), is kept unless given; so is ``bot_first``
+    (whether new chat rooms start with the bot) when None. Raises ``ValueError`` with
+    the reason for bad input.
     """
     if send_rate is not _KEEP and send_rate is not None and not send_rate > 0:
         raise ValueError(gettext("The send rate must be a number of messages per second above 0."))
@@ -55,7 +58,11 @@ def credential_save(*, name, token=None, base_url=None, credential=None, send_ra
                 raise Credential.DoesNotExist(f"Credential {credential.pk} was deleted.")
             rate = None if send_rate is _KEEP else send_rate
             return Credential.objects.create(
-                name=name, token=token, base_url=base_url or "", send_rate=rate
+                name=name,
+                token=token,
+                base_url=base_url or "",
+                send_rate=rate,
+                bot_first=bool(bot_first),
             )
         if name != fresh.name and Credential.objects.filter(name=name).exists():
             raise ValueError(gettext("Another credential is called %(name)s.") % {"name": name})
@@ -69,6 +76,8 @@ def credential_save(*, name, token=None, base_url=None, credential=None, send_ra
             fresh.base_url = base_url
         if send_rate is not _KEEP:
             fresh.send_rate = send_rate
+        if bot_first is not None:
+            fresh.bot_first = bool(bot_first)
         fresh.save()
     if credential is not None:
         _refresh(credential, fresh)

@@ -49,6 +49,7 @@ from ..exceptions import (
 )
 from ..models import ChatRoom, Credential, DeliveryAttempt, Message
 from . import credentials
+from .handover import BOT_SENDERS
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,9 @@ class _Item:
     data: object
     attempts: int
     key: str
+    sender: str = ""
+    author_id: int | None = None
+    rule_id: int | None = None
     # Filled by the send step.
     tried: bool = False
     outcome: str = ""
@@ -115,6 +119,8 @@ class _Item:
     next_at: object = None
     sent_at: object = None
     extra: dict = field(default_factory=dict)
+    # Who wrote it, for RCHAT["SENDER_FIELD"] (filled before sending when that is set).
+    about: dict | None = None
 
 
 # --- Public entry points ------------------------------------------------------------------
@@ -260,18 +266,22 @@ def _claim_postgresql(connection, limit, now):
     sql = f"""
         WITH rooms AS (
             SELECT room.{r["id"]} AS id, room.{r["chat_id"]} AS chat_id,
-                   room.{r["credential_id"]} AS credential_id
+                   room.{r["credential_id"]} AS credential_id,
+                   room.{r["bot_silenced_through"]} AS silenced_through
             FROM {room_t} room JOIN {cred_t} cred ON cred.{c["id"]} = room.{r["credential_id"]}
             WHERE room.{r["send_after"]} <= %(now)s AND cred.{c["status"]} <> %(invalid)s
             ORDER BY room.{r["send_after"]}
             LIMIT %(limit)s
             FOR UPDATE OF room SKIP LOCKED
         ), heads AS (
-            SELECT rooms.id AS room_id, head.id, head.status, head.due
+            SELECT rooms.id AS room_id, head.id, head.status, head.due,
+                   (head.sender = ANY(%(bot_senders)s)
+                    AND head.id <= COALESCE(rooms.silenced_through, 0)) AS silenced
             FROM rooms LEFT JOIN LATERAL (
                 SELECT msg.{m["id"]} AS id, msg.{m["status"]} AS status,
                        (msg.{m["next_attempt_at"]} IS NULL
-                        OR msg.{m["next_attempt_at"]} <= %(now)s) AS due
+                        OR msg.{m["next_attempt_at"]} <= %(now)s) AS due,
+                       msg.{m["sender"]} AS sender
                 FROM {msg_t} msg
                 WHERE msg.{m["room_id"]} = rooms.id AND msg.{m["status"]} = ANY(%(pending)s)
                 ORDER BY msg.{m["id"]} LIMIT 1
@@ -282,19 +292,28 @@ def _claim_postgresql(connection, limit, now):
                 {m["updated_at"]} = %(now)s
             FROM heads
             WHERE msg.{m["id"]} = heads.id AND heads.status = %(queued)s AND heads.due
-                AND msg.{m["status"]} = %(queued)s
+                AND NOT heads.silenced AND msg.{m["status"]} = %(queued)s
             RETURNING msg.{m["id"]} AS id, msg.{m["room_id"]} AS room_id,
                 msg.{m["type"]} AS type, msg.{m["data"]}::text AS data,
-                msg.{m["attempts"]} AS attempts, msg.{m["dedup_key"]} AS key
+                msg.{m["attempts"]} AS attempts, msg.{m["dedup_key"]} AS key,
+                msg.{m["sender"]} AS sender, msg.{m["author_id"]} AS author_id,
+                msg.{m["rule_id"]} AS rule_id
+        ), silenced AS (
+            UPDATE {msg_t} msg
+            SET {m["status"]} = %(cancelled)s, {m["last_error"]} = %(silenced_error)s,
+                {m["updated_at"]} = %(now)s
+            FROM heads
+            WHERE msg.{m["id"]} = heads.id AND heads.silenced AND msg.{m["status"]} = %(queued)s
         ), cleared AS (
             UPDATE {room_t} room SET {r["send_after"]} = NULL
             FROM claimed WHERE room.{r["id"]} = claimed.room_id
         )
         SELECT claimed.id, claimed.room_id, rooms.chat_id, rooms.credential_id,
-               claimed.type, claimed.data, claimed.attempts, claimed.key
+               claimed.type, claimed.data, claimed.attempts, claimed.key,
+               claimed.sender, claimed.author_id, claimed.rule_id
         FROM claimed JOIN rooms ON rooms.id = claimed.room_id
         UNION ALL
-        SELECT NULL, heads.room_id, NULL, NULL, NULL, NULL, NULL, NULL
+        SELECT NULL, heads.room_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
         FROM heads WHERE heads.id IS NULL
     """  # noqa: S608 (names from _meta, quoted; every value a parameter)
     params = {
@@ -304,6 +323,9 @@ def _claim_postgresql(connection, limit, now):
         "pending": list(PENDING),
         "sending": Message.Status.SENDING,
         "queued": Message.Status.QUEUED,
+        "cancelled": Message.Status.CANCELLED,
+        "bot_senders": list(BOT_SENDERS),
+        "silenced_error": _silenced_error(),
     }
     items, idle = [], []
     with connection.cursor() as cursor:
@@ -312,7 +334,7 @@ def _claim_postgresql(connection, limit, now):
             if row[0] is None:
                 idle.append(row[1])
                 continue
-            items.append(_Item(*row[:5], json.loads(row[5]), row[6], row[7]))
+            items.append(_Item(*row[:5], json.loads(row[5]), *row[6:]))
     items.sort(key=lambda item: item.id)
     return items, idle
 
@@ -329,10 +351,10 @@ def _claim_orm(db, limit, now):
         if connections[db].features.has_select_for_update_skip_locked:
             rooms = rooms.select_for_update(skip_locked=True, of=("self",))
         found = {
-            pk: (chat_id, credential_id)
-            for pk, chat_id, credential_id in rooms.values_list("pk", "chat_id", "credential_id")[
-                :limit
-            ]
+            pk: (chat_id, credential_id, silenced_through)
+            for pk, chat_id, credential_id, silenced_through in rooms.values_list(
+                "pk", "chat_id", "credential_id", "bot_silenced_through"
+            )[:limit]
         }
         heads = dict(
             Message.objects.using(db)
@@ -350,6 +372,14 @@ def _claim_orm(db, limit, now):
         ):
             if message.next_attempt_at and message.next_attempt_at > now:
                 continue
+            chat_id, credential_id, silenced_through = found[message.room_id]
+            if message.sender in BOT_SENDERS and message.pk <= (silenced_through or 0):
+                Message.objects.using(db).filter(
+                    pk=message.pk, status=Message.Status.QUEUED
+                ).update(
+                    status=Message.Status.CANCELLED, last_error=_silenced_error(), updated_at=now
+                )
+                continue
             # The status in the filter fences out a drain that claimed it meanwhile.
             won = (
                 Message.objects.using(db)
@@ -358,7 +388,6 @@ def _claim_orm(db, limit, now):
             )
             if not won:
                 continue
-            chat_id, credential_id = found[message.room_id]
             items.append(
                 _Item(
                     message.pk,
@@ -369,12 +398,19 @@ def _claim_orm(db, limit, now):
                     message.data,
                     message.attempts + 1,
                     message.dedup_key,
+                    message.sender,
+                    message.author_id,
+                    message.rule_id,
                 )
             )
         ChatRoom.objects.using(db).filter(pk__in=[item.room_id for item in items]).update(
             send_after=None
         )
     return items, idle
+
+
+def _silenced_error():
+    return gettext("Not sent: people took the chat room over.")
 
 
 def _rooms_settle(db, room_ids):
@@ -403,6 +439,8 @@ def _rooms_settle(db, room_ids):
 def _send_batch(batch):
     """Send (or give back) every item, recording them as they go (RECORD_EVERY_SECONDS)."""
     credentials_by_id = Credential.objects.in_bulk({item.credential_id for item in batch})
+    if get_setting("SENDER_FIELD"):
+        _senders_describe(batch)
     unrecorded = []
     recorded_at = time.monotonic()
     for item in _send_each(batch, credentials_by_id):
@@ -412,6 +450,26 @@ def _send_batch(batch):
             unrecorded, recorded_at = [], time.monotonic()
     if unrecorded:
         _record(unrecorded)
+
+
+def _senders_describe(batch):
+    """Fill in who wrote each item (two look-ups for the whole batch)."""
+    from django.contrib.auth import get_user_model
+
+    from ..models import AutoReply
+
+    people = get_user_model().objects.in_bulk({i.author_id for i in batch if i.author_id})
+    rules = AutoReply.objects.in_bulk({i.rule_id for i in batch if i.rule_id})
+    for item in batch:
+        if not item.sender:
+            continue
+        about = {"kind": item.sender}
+        if item.sender == Message.Sender.PERSON and item.author_id in people:
+            person = people[item.author_id]
+            about["name"] = person.get_full_name() or person.get_username()
+        elif item.sender == Message.Sender.RULE and item.rule_id in rules:
+            about["name"] = rules[item.rule_id].name
+        item.about = about
 
 
 def _send_each(batch, credentials_by_id):
@@ -470,7 +528,9 @@ def _send_one(item, credential):
     answer, error = None, None
     try:
         client = RChatClient.for_credential(credential)
-        answer = client.send_message(item.chat_id, item.type, item.data, idempotency_key=item.key)
+        answer = client.send_message(
+            item.chat_id, item.type, item.data, idempotency_key=item.key, sender=item.about
+        )
     except Exception as exc:  # every failure is recorded, none escapes
         error = exc
     item.duration_ms = int((time.monotonic() - clock) * 1000)

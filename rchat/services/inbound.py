@@ -76,7 +76,7 @@ class _Redelivery(Exception):
         self.message = message
 
 
-def webhook_receive(*, credential_id, body, headers, remote_addr=None):
+def webhook_receive(*, credential_id, body, headers, remote_addr=None, new_room_handler=None):
     """Keep an authenticated webhook call and store the message it carries.
 
     ``headers`` must already have the signature token redacted. Writes, in one
@@ -85,8 +85,12 @@ def webhook_receive(*, credential_id, body, headers, remote_addr=None):
     that is not a message is kept with outcome "failed" and the reason in ``error``.
 
     After the commit, ``signals.message_received`` is sent and RCHAT["ON_MESSAGE"]
-    queued (new messages only). Raises only when not even the failed event could be
-    written (the database is down): then nothing is kept and R-Chat must send again.
+    queued (new messages only), and the bot is asked to answer when it handles the
+    room. Raises only when not even the failed event could be written (the database
+    is down): then nothing is kept and R-Chat must send again.
+
+    ``new_room_handler``: who handles the room if this message creates it (the
+    webhook passes its cached credential's; None reads the credential).
     """
     event = WebhookEvent(
         credential_id=credential_id,
@@ -94,6 +98,7 @@ def webhook_receive(*, credential_id, body, headers, remote_addr=None):
         headers=payloads.inbound_clean(headers or {}),
         body=bytes(body),
     )
+    event.new_room_handler = new_room_handler
     result = _webhook_process(event, received_at=timezone.now(), live=True)
     _credential_touch(credential_id, force=result.outcome == WebhookEvent.Outcome.PING)
     return result
@@ -270,7 +275,7 @@ def _inbound_store_general(event, inbound, key, same_body_keys, received_at, liv
             # Updating the room first locks its row: every inbound message of one room
             # is stored one after the other, which makes the same-body check below
             # race-free. The unique (room, dedup_key) guards ids without needing it.
-            room = _room_touch(event.credential_id, inbound, received_at)
+            room = _room_touch(event, inbound, received_at)
             if same_body_keys:
                 earlier = _earlier_same_body(room.pk, same_body_keys, received_at)
                 if earlier is not None:
@@ -363,6 +368,8 @@ def _inbound_ingest(event, inbound, key, same_body_keys, received_at):
         "last_message_at": received_at,
         "last_message_preview": preview,
         "unread_count": 1,
+        "handler": _new_room_handler(event),
+        "handler_since": received_at,
     }
     _insert_row(ChatRoom, new_room, now, connection, params)
     new_message = {
@@ -593,12 +600,27 @@ def _earlier_same_body(room_id, keys, received_at):
     return None
 
 
-def _room_touch(credential_id, inbound, at):
+def _new_room_handler(event):
+    """Who handles a chat room that ``event``'s message creates."""
+    handler = getattr(event, "new_room_handler", None)
+    if handler is None:
+        bot_first = (
+            Credential.objects.filter(pk=event.credential_id)
+            .values_list("bot_first", flat=True)
+            .first()
+        )
+        handler = ChatRoom.Handler.BOT if bot_first else ChatRoom.Handler.PEOPLE
+        event.new_room_handler = handler
+    return handler
+
+
+def _room_touch(event, inbound, at):
     """Lock the chat room of ``inbound`` (creating it) and record the new message on it.
 
     Returns the room as it is after the update. An older message (re-processed)
     does not replace a newer last message.
     """
+    credential_id = event.credential_id
     about_user = _about_user(inbound)
     preview = payloads.inbound_preview(inbound.text)
     room = _room_update(credential_id, inbound.chat_id, at, preview, about_user)
@@ -614,6 +636,8 @@ def _room_touch(credential_id, inbound, at):
                     channel=inbound.channel,
                     display_name=inbound.display_name,
                     avatar_url=inbound.avatar_url,
+                    handler=_new_room_handler(event),
+                    handler_since=at,
                 )
             ],
             ignore_conflicts=True,
@@ -762,6 +786,16 @@ def _message_received(message, room, created):
                 receiver,
                 message.pk,
                 exc_info=response,
+            )
+    if created and room.handler == ChatRoom.Handler.BOT:
+        try:
+            broker.publish(broker.BOT_REPLY, message.pk)
+        except Exception as exc:  # the message is stored; people see it in the inbox
+            logger.error(
+                "Could not ask the bot to answer message %s (%s: %s)",
+                message.pk,
+                type(exc).__name__,
+                exc,
             )
     if created and get_setting("ON_MESSAGE"):
         try:

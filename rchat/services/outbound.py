@@ -17,6 +17,7 @@ from .. import broker, payloads
 from ..conf import get_setting
 from ..exceptions import InvalidMessage
 from ..models import ChatRoom, Credential, DeliveryAttempt, Message
+from . import handover
 from .delivery import idempotency_key_new, rooms_mark_ready
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ logger = logging.getLogger(__name__)
 REQUEUE_BATCH = 500
 
 
-def message_send(*, room, type, data, author=None):
+def message_send(*, room, type, data, author=None, sender=None, rule=None):
     """Queue an outbound message to ``room``; a Celery worker hands it to R-Chat.
 
     The one entry point for every sender (admin, inbox, API, bots, ``rchat_send``).
@@ -43,9 +44,23 @@ def message_send(*, room, type, data, author=None):
     stored ``queued`` and a drain is woken once the caller's transaction commits, so a
     rolled-back caller sends nothing. Never waits on the broker for long: when it is
     down the message stays queued and the stale sweep has it sent later.
+
+    ``sender`` says who wrote it (``Message.Sender``): "person" by default when an
+    ``author`` is given. A person writing to a room the bot handles takes it over
+    (``room_take_over``); the bot (or a ``rule``) writing to a room people handle is
+    refused with ``InvalidMessage`` (errors["sender"]): the bot stays silent there.
     """
+    if sender is None:
+        sender = Message.Sender.PERSON if author is not None else Message.Sender.NONE
+    if sender not in Message.Sender.values:
+        reason = gettext("Unknown sender %(sender)r.") % {"sender": sender}
+        raise InvalidMessage(reason, errors={"sender": reason})
     data = payloads.outbound_validate(type, data)
     preview = payloads.outbound_preview(type, data)
+    if sender == Message.Sender.PERSON and room.handler == ChatRoom.Handler.BOT:
+        # Outside the transaction below: the take-over waits for a bot message a
+        # worker may be sending, which needs the room's lock to record.
+        handover.room_take_over(room=room, user=author)
     with transaction.atomic():
         now = timezone.now()
         # Updating the room first locks it (the delivery record takes the same lock)
@@ -54,6 +69,11 @@ def message_send(*, room, type, data, author=None):
             last_message_at=now, last_message_preview=preview
         ):
             raise _room_closed()
+        if sender in handover.BOT_SENDERS:
+            handler = ChatRoom.objects.filter(pk=room.pk).values_list("handler", flat=True)
+            if handler.get() != ChatRoom.Handler.BOT:
+                reason = gettext("People handle this chat room now; the bot stays silent.")
+                raise InvalidMessage(reason, errors={"sender": reason})
         message = Message.objects.create(
             room=room,
             direction=Message.Direction.OUT,
@@ -62,6 +82,8 @@ def message_send(*, room, type, data, author=None):
             text=preview,
             status=Message.Status.QUEUED,
             author=author,
+            sender=sender,
+            rule=rule,
             next_attempt_at=now,
             dedup_key=idempotency_key_new(),
         )

@@ -8,7 +8,8 @@ from .. import payloads
 from ..exceptions import (
     InvalidMessage,
 )
-from ..models import ChatRoom
+from ..models import ChatRoom, Handover
+from . import handover
 
 logger = logging.getLogger(__name__)
 
@@ -23,10 +24,16 @@ def room_assign(*, room, user):
     return room
 
 
-def room_close(*, room):
-    """Close a conversation; new messages from the end user reopen it."""
+def room_close(*, room, by=None):
+    """Close a conversation; new messages from the end user reopen it.
+
+    A room people handled goes back to the bot when its credential starts rooms with
+    the bot (``Credential.bot_first``): the next conversation starts like a new one.
+    """
     room.status = ChatRoom.Status.CLOSED
     room.save(update_fields=["status"])
+    if room.handler == ChatRoom.Handler.PEOPLE and room.credential.bot_first:
+        handover.room_return_to_bot(room=room, by=by, reason=Handover.Reason.CLOSED)
     return room
 
 
@@ -60,5 +67,9 @@ def room_get_or_create(*, credential, chat_id):
         reason = gettext("A chat id cannot hold a NUL character or an unpaired surrogate.")
     if reason:
         raise InvalidMessage(reason, errors={"chat_id": reason})
-    room, _created = ChatRoom.objects.get_or_create(credential=credential, chat_id=chat_id)
+    room, _created = ChatRoom.objects.get_or_create(
+        credential=credential,
+        chat_id=chat_id,
+        defaults={"handler": handover.room_handler_for_new(credential)},
+    )
     return room

@@ -4,10 +4,16 @@
 It accepts any JSON as the message's ``data``: R-Chat may send a string, an object,
 an array, a number, a boolean or null under any type, and one odd message must never
 break a conversation page. Only http(s) URLs become links or images.
+
+It reads ``message.author`` and ``message.rule``: load messages with both joined
+(``selectors.room_conversation``), or each bubble costs a query.
 """
 
 import json
 
+from django.utils.translation import gettext
+
+from ..models import Message
 from ..payloads import KNOWN_TYPES, first_field, http_url, inbound_text, scalar_text, short
 
 #: Where the URL of an image, a file or a sticker may be, most likely first.
@@ -38,10 +44,36 @@ def map_url(latitude, longitude):
     return f"https://www.openstreetmap.org/?mlat={latitude}&mlon={longitude}#map=16/{latitude}/{longitude}"
 
 
+def person_name(user):
+    """How staff see a colleague: the full name, else the username."""
+    return user.get_full_name() or user.get_username()
+
+
+def written_by(message):
+    """Who wrote an outbound message, in words: the person's name, "Bot" or
+    "Rule: <name>"; "" for an inbound message or one whose writer was not recorded."""
+    if message.direction != Message.Direction.OUT:
+        return ""
+    sender = message.sender
+    if sender == Message.Sender.BOT:
+        return gettext("Bot")
+    if sender == Message.Sender.RULE:
+        rule = message.rule if message.rule_id else None
+        return gettext("Rule: %(name)s") % {"name": rule.name} if rule else gettext("Rule")
+    if message.author_id:
+        # "person", or a message older than Message.sender that has its author.
+        return person_name(message.author)
+    if sender == Message.Sender.PERSON:
+        return gettext("A person")  # whose user account is gone
+    return ""
+
+
 def message_parts(message):
     """A dict for the templates: ``kind`` (a known type or "other"), ``text``, ``url``,
     ``name``, and for a location ``latitude``, ``longitude`` and ``map_url``, for a
-    sticker ``package_id`` and ``sticker_id``. Missing values are "" (or None)."""
+    sticker ``package_id`` and ``sticker_id``; ``written_by`` and ``sender`` (a
+    ``Message.Sender`` value, "person" for a reply with an author) say who wrote an
+    outbound message. Missing values are "" (or None)."""
     data = message.data
     fields = data if isinstance(data, dict) else {}
     kind = message.type if message.type in KNOWN_TYPES else "other"
@@ -55,6 +87,8 @@ def message_parts(message):
         "map_url": "",
         "package_id": "",
         "sticker_id": "",
+        "written_by": written_by(message),
+        "sender": message.sender or (Message.Sender.PERSON if message.author_id else ""),
     }
     if kind == "text":
         parts["text"] = data if isinstance(data, str) else message.text or _raw(data)

@@ -10,7 +10,7 @@ from django.utils.translation import gettext as _
 from rchat.conf import get_setting
 from rchat.sandbox import DEFAULT_SECRET, DEMO_TOKEN, Sandbox, SandboxClient, chat_url
 from rchat.sandbox.client import SandboxUnreachable
-from rchat.sandbox.state import Fault, SandboxInputError, mask
+from rchat.sandbox.state import DEFAULT_SENDER_FIELD, Fault, SandboxInputError, mask
 
 
 def default_webhook_url():
@@ -60,6 +60,16 @@ class Command(BaseCommand):
                 "(by default a repeated key is answered as the first call and not shown twice)."
             ),
         )
+        parser.add_argument(
+            "--sender-field",
+            default=DEFAULT_SENDER_FIELD,
+            metavar="NAME",
+            help=_(
+                "Where Send Message bodies say who wrote a reply (the site's "
+                'RCHAT["SENDER_FIELD"]); the chat pages label each reply with it. '
+                '"" ignores it. Default: %(default)s.'
+            ),
+        )
         faults = parser.add_argument_group(_("faults played from the start"))
         faults.add_argument("--fault-status", type=int, help=_("Answer this HTTP status."))
         faults.add_argument("--retry-after", type=int, help=_("Retry-After seconds (with 429)."))
@@ -93,6 +103,7 @@ class Command(BaseCommand):
                 strict=options["strict"],
                 secret=secret,
                 idempotent=not options["ignore_idempotency_key"],
+                sender_field=options["sender_field"],
             )
             fault = self._fault(options)
             if fault:
@@ -141,6 +152,10 @@ class Command(BaseCommand):
         write(_("  Register:      POST %(path)s") % {"path": sandbox.register_path})
         write(_("  Send Message:  POST %(path)s") % {"path": sandbox.send_path})
         write(_("  Webhooks to:   %(url)s") % {"url": sandbox.webhook_url})
+        write(
+            _("  Sender field:  %(field)s")
+            % {"field": sandbox.sender_field or _("(none: replies are not labelled)")}
+        )
         write(
             _("  Tokens:        %(tokens)s%(strict)s")
             % {

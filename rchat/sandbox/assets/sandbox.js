@@ -69,7 +69,11 @@ function chatPage() {
         } else {
           meta = el("div", { class: "meta" }, entry.at.slice(11, 19) + " · from the site");
         }
-        return el("li", { class: entry.from }, bubble, meta);
+        // Who wrote a reply (the server's label: kind is bot, rule or person only).
+        const label = entry.label;
+        if (!label) return el("li", { class: entry.from }, bubble, meta);
+        const sender = el("div", { class: "sender" }, label.text);
+        return el("li", { class: entry.from + " sender-" + label.kind }, sender, bubble, meta);
       })
     );
     thread.lastElementChild && thread.lastElementChild.scrollIntoView({ block: "end" });
@@ -95,6 +99,10 @@ function chatPage() {
   every(1000, refresh);
 }
 
+function lastFrom(last) {
+  return last.label ? last.label.text : last.from;
+}
+
 // --- index page --------------------------------------------------------------------
 
 function indexPage() {
@@ -110,7 +118,7 @@ function indexPage() {
         const href = "/chat/" + encodeURIComponent(c.chat_id) + "?channel=" + encodeURIComponent(c.channel);
         return el("tr", {},
           el("td", {}, el("a", { href }, c.chat_id)), el("td", {}, c.channel), el("td", {}, c.name),
-          el("td", {}, c.messages), el("td", {}, c.last ? c.last.from + ": " + show(c.last.data).slice(0, 60) : ""));
+          el("td", {}, c.messages), el("td", {}, c.last ? lastFrom(c.last) + ": " + show(c.last.data).slice(0, 60) : ""));
       })
     );
     document.getElementById("faults").replaceChildren(
