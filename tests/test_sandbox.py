@@ -449,6 +449,12 @@ def _start_command(*args):
     if "listening on" not in first:
         process.kill()
         raise AssertionError(f"rchat_sandbox did not start: {first}{process.stderr.read()}")
+    # The rest of the banner is read here: communicate() later reads the pipe itself and
+    # would miss lines this text stream has already buffered.
+    banner = [first]
+    while "Press Ctrl-C" not in banner[-1] and len(banner) < 30:
+        banner.append(process.stdout.readline())
+    process.banner = "".join(banner)
     return process, first.rsplit(" ", 1)[-1].strip()
 
 
@@ -878,9 +884,9 @@ def test_the_command_reads_the_sender_field_it_is_given():
         [received] = requests.get(url + "/_sandbox/messages", timeout=5).json()["messages"]
     finally:
         process.send_signal(signal.SIGTERM)
-        out, _err = process.communicate(timeout=10)
+        process.communicate(timeout=10)
     assert received["label"] == {"kind": "rule", "text": "⚙ Rule: FAQ"}
-    assert "Sender field:  author" in out
+    assert "Sender field:  author" in process.banner
 
 
 @pytest.mark.slow
