@@ -128,6 +128,27 @@ def label_list():
     return Label.objects.all()
 
 
+def labels_named(names):
+    """The labels named ``names`` (any case), in one query.
+
+    Returns ``(labels, unknown)``: the labels in the order of ``names`` (each once),
+    and the names no label has, as given.
+    """
+    names = [str(name).strip() for name in names]
+    condition = Q(pk__in=[])
+    for name in names:
+        condition |= Q(name__iexact=name)
+    by_name = {row.name.casefold(): row for row in Label.objects.filter(condition)} if names else {}
+    found, unknown = {}, []
+    for name in names:
+        row = by_name.get(name.casefold())
+        if row is None:
+            unknown.append(name)
+        else:
+            found.setdefault(row.pk, row)
+    return list(found.values()), unknown
+
+
 def room_counts(*, user):
     """Open rooms and open rooms with unread messages, per tab (``ROOM_VIEWS``), in one
     query."""

@@ -4,10 +4,12 @@ inbox and the API."""
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
 from rchat import selectors, services
 from rchat.models import ChatRoom, Label
-from tests.factories import ChatRoomFactory, MessageFactory
+from tests.factories import ChatRoomFactory, MessageFactory, user_with
+from tests.test_api import answer_schema  # noqa: F401  (a fixture: responses against the schema)
 
 pytestmark = pytest.mark.django_db
 
@@ -119,3 +121,136 @@ def test_room_lists_load_labels_in_one_query_for_any_number_of_rooms():
             assert all([r.name for r in room.labels.all()] == ["VIP"] for room in rooms)
         counts.append(len(queries))
     assert counts == [2, 2]
+
+
+# --- API ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def api():
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(user_with())
+    return client
+
+
+def api_url(name, **kwargs):
+    return reverse(f"rchat:api:{name}", kwargs=kwargs)
+
+
+def set_labels(api, room, body):
+    return api.post(api_url("room-labels", pk=room.pk), body, format="json")
+
+
+def test_api_rooms_show_their_labels_and_filter_by_one(api):
+    vip = label("VIP", "red")
+    tagged, _other = ChatRoomFactory(), ChatRoomFactory()
+    services.room_labels_set(room=tagged, labels=[vip])
+    rows = api.get(api_url("room-list"), {"label": "vip"}).json()["results"]
+    assert [row["id"] for row in rows] == [tagged.pk]
+    assert rows[0]["labels"] == [{"id": vip.pk, "name": "VIP", "color": "red"}]
+    assert api.get(api_url("room-list"), {"label": vip.pk}).json()["count"] == 1
+    assert len(api.get(api_url("room-list")).json()["results"]) == 2
+    detail = api.get(api_url("room-detail", pk=tagged.pk)).json()
+    assert detail["labels"][0]["name"] == "VIP"
+
+
+def test_api_an_unknown_label_filter_is_an_empty_list_a_bad_one_a_400(api):
+    ChatRoomFactory()
+    assert api.get(api_url("room-list"), {"label": "nobody"}).json()["count"] == 0
+    bad = api.get(api_url("room-list"), {"label": "x" * 51})
+    assert bad.status_code == 400 and "label" in bad.json()["errors"]
+
+
+def test_api_lists_labels(api):
+    label("refund", "blue")
+    label("VIP", "red")
+    rows = api.get(api_url("label-list")).json()
+    assert [(row["name"], row["color"]) for row in rows] == [("refund", "blue"), ("VIP", "red")]
+
+
+def test_api_sets_a_rooms_labels_by_name_in_any_case(api):
+    room = ChatRoomFactory()
+    vip, refund = label("VIP"), label("ลูกค้าคืนเงิน")
+    answer = api.post(
+        api_url("room-labels", pk=room.pk), {"labels": ["vip", "ลูกค้าคืนเงิน", "VIP"]}, format="json"
+    )
+    assert answer.status_code == 200
+    assert {row["name"] for row in answer.json()["labels"]} == {"VIP", "ลูกค้าคืนเงิน"}
+    assert set(room.labels.all()) == {vip, refund}
+    cleared = api.post(api_url("room-labels", pk=room.pk), {"labels": []}, format="json")
+    assert cleared.json()["labels"] == [] and not room.labels.exists()
+
+
+def test_api_unknown_label_names_are_a_400_naming_them_and_change_nothing(api):
+    room = ChatRoomFactory()
+    vip = label("VIP")
+    services.room_labels_set(room=room, labels=[vip])
+    answer = api.post(
+        api_url("room-labels", pk=room.pk), {"labels": ["VIP", "nope", "ไม่มี"]}, format="json"
+    )
+    assert answer.status_code == 400
+    assert answer.json()["errors"] == {"labels": ["nope", "ไม่มี"]}
+    assert "nope" in answer.json()["detail"]
+    assert list(room.labels.all()) == [vip]
+    assert (
+        api.post(api_url("room-labels", pk=room.pk), {"labels": "VIP"}, format="json").status_code
+        == 400
+    )
+    assert api.post(api_url("room-labels", pk=room.pk), {}, format="json").status_code == 400
+
+
+def test_api_a_viewer_cannot_set_labels():
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(user_with("view_chatroom"))
+    room = ChatRoomFactory()
+    label("VIP")
+    answer = client.post(api_url("room-labels", pk=room.pk), {"labels": ["VIP"]}, format="json")
+    assert answer.status_code == 403 and not room.labels.exists()
+
+
+def test_api_label_answers_match_the_schema(api, answer_schema):  # noqa: F811
+    room = ChatRoomFactory()
+    services.room_labels_set(room=room, labels=[label("VIP", "purple")])
+    answer_schema(api.get(api_url("room-list"), {"label": "VIP"}), "/rchat/api/rooms/", "get")
+    answer_schema(api.get(api_url("room-list"), {"label": "x" * 51}), "/rchat/api/rooms/", "get")
+    answer_schema(api.get(api_url("room-detail", pk=room.pk)), "/rchat/api/rooms/{id}/", "get")
+    answer_schema(api.get(api_url("label-list")), "/rchat/api/labels/", "get")
+    path = "/rchat/api/rooms/{id}/labels/"
+    answer_schema(
+        api.post(api_url("room-labels", pk=room.pk), {"labels": ["vip"]}, format="json"),
+        path,
+        "post",
+    )
+    answer_schema(
+        api.post(api_url("room-labels", pk=room.pk), {"labels": ["no"]}, format="json"),
+        path,
+        "post",
+    )
+
+
+def _labelled_rooms(size):
+    ChatRoom.objects.all().delete()
+    vip, refund = Label.objects.get_or_create(name="VIP")[0], label_or("refund")
+    for room in ChatRoomFactory.create_batch(size):
+        services.room_labels_set(room=room, labels=[vip, refund])
+    return room
+
+
+def label_or(name):
+    return Label.objects.filter(name=name).first() or label(name)
+
+
+def test_api_room_list_runs_the_same_queries_for_1_or_30_labelled_rooms(api):
+    api.get(api_url("label-list"))  # the user's permissions, read once and kept
+    counts = []
+    for size in (1, 30):
+        _labelled_rooms(size)
+        with CaptureQueriesContext(connection) as queries:
+            rows = api.get(api_url("room-list")).json()["results"]
+        assert len(rows) == size and all(len(row["labels"]) == 2 for row in rows)
+        counts.append(len(queries))
+    assert counts[0] == counts[1], counts
