@@ -1,6 +1,8 @@
 """Labels on chat rooms: the services, the room list's filter and search, admin, the
 inbox and the API."""
 
+import re
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -254,3 +256,70 @@ def test_api_room_list_runs_the_same_queries_for_1_or_30_labelled_rooms(api):
         assert len(rows) == size and all(len(row["labels"]) == 2 for row in rows)
         counts.append(len(queries))
     assert counts[0] == counts[1], counts
+
+
+# --- Admin -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def operator(client):
+    from tests.factories import UserFactory
+
+    user = UserFactory(username="boss", is_superuser=True)
+    client.force_login(user)
+    return user
+
+
+def test_admin_room_list_shows_label_chips_and_filters_by_label(client, operator):
+    vip = label("VIP", "red")
+    tagged = ChatRoomFactory(display_name="Tagged Person")
+    ChatRoomFactory(display_name="Plain Person")
+    services.room_labels_set(room=tagged, labels=[vip])
+    changelist = reverse("admin:rchat_chatroom_changelist")
+    page = client.get(changelist).content.decode()
+    assert '<span class="rchat-label rchat-label-red">VIP</span>' in page
+    assert "rchat/labels.css" in page
+    filtered = client.get(changelist, {"labels__id__exact": vip.pk}).content.decode()
+    assert "Tagged Person" in filtered and "Plain Person" not in filtered
+
+
+def test_admin_room_list_runs_the_same_queries_for_1_or_30_labelled_rooms(client, operator):
+    counts = []
+    for size in (1, 30):
+        _labelled_rooms(size)
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(reverse("admin:rchat_chatroom_changelist")).status_code == 200
+        counts.append(len(queries))
+    assert counts[0] == counts[1], counts
+
+
+def test_admin_change_page_saves_the_rooms_labels(client, operator):
+    vip, refund = label("VIP"), label("refund")
+    room = ChatRoomFactory()
+    services.room_labels_set(room=room, labels=[refund])
+    change = reverse("admin:rchat_chatroom_change", args=[room.pk])
+    assert 'name="labels"' in client.get(change).content.decode()
+    response = client.post(change, {"status": "open", "assignee": "", "labels": [vip.pk]})
+    assert response.status_code == 302
+    assert list(room.labels.all()) == [vip]
+
+
+def test_admin_label_list_shows_a_swatch_and_the_rooms_count(client, operator):
+    vip = label("ลูกค้าVIP", "purple")
+    for room in ChatRoomFactory.create_batch(3):
+        services.room_label_add(room=room, label=vip)
+    page = client.get(reverse("admin:rchat_label_changelist"), {"q": "ลูกค้า"}).content.decode()
+    assert 'class="rchat-label rchat-label-purple"' in page
+    assert re.search(r"field-rooms_count[^>]*>3<", page)
+
+
+def test_admin_refuses_a_label_name_another_label_has_in_any_case(client, operator):
+    label("VIP")
+    add = reverse("admin:rchat_label_add")
+    page = client.post(add, {"name": "vip", "color": "red", "description": ""})
+    assert page.status_code == 200
+    assert "exists already" in page.content.decode()
+    assert Label.objects.count() == 1
+    saved = client.post(add, {"name": " Refund ", "color": "blue", "description": ""})
+    assert saved.status_code == 302
+    assert Label.objects.filter(name="Refund", color="blue").exists()

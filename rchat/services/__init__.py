@@ -37,7 +37,7 @@ from .inbound import (
     webhook_receive,
     webhook_refuse,
 )
-from .labels import label_save, room_label_add, room_label_remove, room_labels_set
+from .labels import label_check, label_save, room_label_add, room_label_remove, room_labels_set
 from .outbound import message_requeue_stale, message_retry, message_send
 from .retention import PurgeResult, retention_purge
 from .rooms import room_assign, room_close, room_get_or_create, room_mark_read, room_reopen
@@ -59,6 +59,7 @@ __all__ = [
     "credential_save",
     "credential_test_connection",
     "delivery_drain",
+    "label_check",
     "label_save",
     "message_hook_run",
     "message_requeue_stale",

@@ -23,12 +23,10 @@ def _label_name_clean(name):
     return name
 
 
-def label_save(*, name, color=Label.Color.GREY, description="", label=None):
-    """Create a label, or with ``label`` rename / recolour it; returns it.
+def label_check(*, name, color=Label.Color.GREY, label=None):
+    """What ``label_save`` checks, without saving: the name cleaned, or ValueError.
 
-    Names are unique whatever their case ("VIP" and "vip" are one label): a name
-    another label has is a ValueError saying so, as is an empty, too long or
-    unprintable one, or a colour outside ``Label.Color``.
+    For forms that show the reason next to the field before anything is saved.
     """
     name = _label_name_clean(name)
     if color not in Label.Color.values:
@@ -36,19 +34,33 @@ def label_save(*, name, color=Label.Color.GREY, description="", label=None):
     others = Label.objects.filter(name__iexact=name)
     if label is not None and label.pk:
         others = others.exclude(pk=label.pk)
-    taken = gettext("A label named “%(name)s” exists already.")
     if others.exists():
-        raise ValueError(taken % {"name": name})
+        raise ValueError(_taken() % {"name": name})
+    return name
+
+
+def _taken():
+    return gettext("A label named “%(name)s” exists already.")
+
+
+def label_save(*, name, color=Label.Color.GREY, description="", label=None):
+    """Create a label, or with ``label`` rename / recolour it; returns it.
+
+    Names are unique whatever their case ("VIP" and "vip" are one label): a name
+    another label has is a ValueError saying so, as is an empty, too long or
+    unprintable one, or a colour outside ``Label.Color``.
+    """
+    name = label_check(name=name, color=color, label=label)
     label = label or Label()
     label.name, label.color, label.description = name, color, (description or "").strip()
     try:
         # Its own savepoint: a concurrent save of the same name fails alone, not the
         # caller's whole transaction. The database's constraint is the real guard
-        # (the check above only gives the common case a clear reason).
+        # (label_check only gives the common case a clear reason first).
         with transaction.atomic():
             label.save()
     except IntegrityError:
-        raise ValueError(taken % {"name": name}) from None
+        raise ValueError(_taken() % {"name": name}) from None
     return label
 
 
