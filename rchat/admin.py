@@ -40,6 +40,7 @@ from .models import (
 )
 from .services.broadcasts import SKIP_REASONS
 from .ui.messages import message_parts, person_name
+from .ui.reply import ReplyForm
 from .ui.rooms import room_handler_parts
 
 
@@ -357,71 +358,6 @@ class UnreadFilter(admin.SimpleListFilter):
         return queryset
 
 
-class ReplyForm(forms.Form):
-    """The admin reply box. It only parses; ``services.message_send`` validates."""
-
-    TYPES = [
-        ("text", _("Text")),
-        ("image", _("Image")),
-        ("file", _("File")),
-        ("sticker", _("Sticker")),
-        ("location", _("Location")),
-    ]
-
-    type = forms.ChoiceField(label=_("Type"), choices=TYPES, initial="text")
-    text = forms.CharField(
-        label=_("Message"),
-        required=False,
-        strip=False,
-        widget=forms.Textarea(attrs={"rows": 3, "placeholder": _("Write a reply…")}),
-    )
-    url = forms.CharField(label=_("URL"), required=False)
-    name = forms.CharField(label=_("File name"), required=False)
-    package_id = forms.CharField(label=_("Sticker package id"), required=False)
-    sticker_id = forms.CharField(label=_("Sticker id"), required=False)
-    latitude = forms.FloatField(label=_("Latitude"), required=False)
-    longitude = forms.FloatField(label=_("Longitude"), required=False)
-    title = forms.CharField(label=_("Place name"), required=False)
-
-    # Where each message type's validation errors ("data", "url" …) are shown.
-    ERROR_FIELDS = {
-        "data": {"text": "text"},
-        "url": "url",
-        "package_id": "package_id",
-        "sticker_id": "sticker_id",
-        "latitude": "latitude",
-        "longitude": "longitude",
-        "title": "title",
-        "type": "type",
-    }
-
-    def message_data(self):
-        """``data`` for ``services.message_send``, in the shape of the chosen type."""
-        values, kind = self.cleaned_data, self.cleaned_data["type"]
-        if kind == "text":
-            return values["text"]
-        if kind == "image":
-            return values["url"].strip()
-        if kind == "file":
-            url = values["url"].strip()
-            return {"url": url, "name": values["name"].strip()} if values["name"] else url
-        if kind == "sticker":
-            return {"package_id": values["package_id"], "sticker_id": values["sticker_id"]}
-        data = {"latitude": values["latitude"], "longitude": values["longitude"]}
-        if values["title"]:
-            data["title"] = values["title"]
-        return data
-
-    def add_service_errors(self, errors):
-        """Show ``InvalidMessage.errors`` next to the fields they are about."""
-        kind = self.cleaned_data.get("type")
-        for key, reason in errors.items():
-            field = self.ERROR_FIELDS.get(key)
-            if isinstance(field, dict):
-                field = field.get(kind)
-            self.add_error(field if field in self.fields else None, reason)
-
-
 class BroadcastForm(ReplyForm):
     """The broadcast page's form: a reply's fields and a name for the broadcast."""
 
@@ -608,13 +544,13 @@ class ChatRoomAdmin(RChatAdmin):
             try:
                 broadcast = services.broadcast_create(
                     rooms=queryset,
-                    type=form.cleaned_data["type"],
+                    type=form.message_type(),
                     data=form.message_data(),
                     author=request.user,
                     name=form.cleaned_data["broadcast_name"],
                 )
             except InvalidMessage as exc:
-                form.add_service_errors(exc.errors or {"": str(exc)})
+                form.add_service_errors(exc)
             else:
                 self.message_user(request, broadcast_summary(broadcast), messages.SUCCESS)
                 return HttpResponseRedirect(
@@ -777,15 +713,13 @@ class ChatRoomAdmin(RChatAdmin):
         try:
             services.message_send(
                 room=room,
-                type=form.cleaned_data["type"],
+                type=form.message_type(),
                 data=form.message_data(),
                 author=request.user,
             )
         except InvalidMessage as exc:
-            if exc.errors:
-                form.add_service_errors(exc.errors)
-            else:
-                form.add_error(None, str(exc))
+            # What only the room can tell (closed, handled by the bot …).
+            form.add_service_errors(exc)
             return False
         self.message_user(request, _("Reply queued for delivery."), messages.SUCCESS)
         return True

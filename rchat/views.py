@@ -26,9 +26,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from . import selectors, services
 from .exceptions import InvalidMessage
-from .forms import ReplyForm, RoomFilterForm
+from .forms import RoomFilterForm
 from .models import ChatRoom, Message
 from .ui.messages import message_parts
+from .ui.reply import ReplyForm
 from .ui.rooms import room_handler_parts
 
 VIEW_PERMISSION = "rchat.view_chatroom"
@@ -197,6 +198,12 @@ class LogoutView(auth_views.LogoutView):
 
     next_page = reverse_lazy("rchat:login")
 
+    def post(self, request, *args, **kwargs):
+        response = super().post(request, *args, **kwargs)
+        # Added after logout() flushed the session, so the sign-in page shows it.
+        messages.success(request, _("You are signed out."))
+        return response
+
 
 # --- Pages -----------------------------------------------------------------------------
 
@@ -244,13 +251,17 @@ def conversation(request, pk):
                     author=request.user,
                 )
             except InvalidMessage as exc:
+                # What only the room can tell (closed, handled by the bot …).
                 form.add_service_errors(exc)
             else:
                 return _back_to_room(request, room)
     services.room_mark_read(room=room)
     context = _room_list_context(request, _filters(request), current=room.pk)
     context.update(_thread_context(request, room))
-    context.update({"room": room, "form": form})
+    action = reverse("rchat:inbox-room", kwargs={"pk": room.pk})
+    if context["querystring"]:
+        action = f"{action}?{context['querystring']}"
+    context.update({"room": room, "form": form, "reply_action": action})
     return render(request, "rchat/conversation.html", context)
 
 
