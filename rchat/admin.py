@@ -10,7 +10,7 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db.models import F
+from django.db.models import Count, F
 from django.http import HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -35,6 +35,7 @@ from .models import (
     Credential,
     DeliveryAttempt,
     ErrorKind,
+    Label,
     Message,
     WebhookEvent,
 )
@@ -374,6 +375,74 @@ class BroadcastForm(ReplyForm):
         self.fields["text"].widget.attrs["placeholder"] = _("Write the message…")
 
 
+def label_chips(labels):
+    """Labels as small coloured chips (the colours are classes of rchat/labels.css)."""
+    return (
+        format_html_join(
+            " ",
+            '<span class="rchat-label rchat-label-{}">{}</span>',
+            ((label.color, label.name) for label in labels),
+        )
+        or "—"
+    )
+
+
+class LabelForm(forms.ModelForm):
+    class Meta:
+        model = Label
+        fields = ["name", "color", "description"]
+
+    def clean(self):
+        # What label_save checks (the name's case ignored), shown next to the name.
+        cleaned = super().clean()
+        if "name" in cleaned and "color" in cleaned:
+            try:
+                cleaned["name"] = services.label_check(
+                    name=cleaned["name"], color=cleaned["color"], label=self.instance
+                )
+            except ValueError as exc:
+                self.add_error("name", str(exc))
+        return cleaned
+
+    def validate_constraints(self, exclude=None):
+        # clean() has said why a name is taken, in words; not the constraint's name.
+        pass
+
+
+@admin.register(Label)
+class LabelAdmin(RChatAdmin):
+    """The labels staff put on chat rooms; their names are unique whatever their case."""
+
+    form = LabelForm
+    list_display = ["name", "swatch", "rooms_count", "description"]
+    search_fields = ["name", "description"]
+    list_filter = ["color"]
+
+    class Media:
+        css = {"all": ["rchat/labels.css"]}
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(rooms_count=Count("rooms"))
+
+    @admin.display(description=_("colour"), ordering="color")
+    def swatch(self, obj):
+        return format_html(
+            '<span class="rchat-label rchat-label-{}">{}</span>', obj.color, obj.get_color_display()
+        )
+
+    @admin.display(description=_("chat rooms"), ordering="rooms_count")
+    def rooms_count(self, obj):
+        return obj.rooms_count
+
+    def save_model(self, request, obj, form, change):
+        services.label_save(
+            name=form.cleaned_data["name"],
+            color=form.cleaned_data["color"],
+            description=form.cleaned_data["description"],
+            label=obj,
+        )
+
+
 @admin.register(ChatRoom)
 class ChatRoomAdmin(RChatAdmin):
     """Conversations: a list to triage, and a change page to read and answer."""
@@ -385,6 +454,7 @@ class ChatRoomAdmin(RChatAdmin):
     # What an operator triages by comes first; ids and the credential last.
     list_display = [
         "__str__",
+        "labels_shown",
         "unread_count",
         "status",
         "handler",
@@ -398,13 +468,22 @@ class ChatRoomAdmin(RChatAdmin):
     # Only the assignee is joined: the credential row would decrypt its tokens for
     # every room, and its name comes as an annotation instead.
     list_select_related = ["assignee"]
-    list_filter = ["status", "handler", "channel", AssigneeFilter, UnreadFilter, "credential"]
+    list_filter = [
+        "status",
+        "handler",
+        "channel",
+        AssigneeFilter,
+        UnreadFilter,
+        "labels",
+        "credential",
+    ]
     search_fields = ["chat_id", "display_name", "messages__text"]
     search_help_text = _("Chat id, end user's name or message text.")
     fields = [
         ("credential", "channel"),
         ("chat_id", "display_name"),
         ("status", "assignee"),
+        "labels",
         ("handler", "handler_since", "handover_reason"),
         ("last_message_at", "unread_count", "created_at"),
         "handover_history",
@@ -435,9 +514,29 @@ class ChatRoomAdmin(RChatAdmin):
     ]
     change_form_template = "admin/rchat/chatroom/change_form.html"
     change_list_template = "admin/rchat/chatroom/change_list.html"
+    filter_horizontal = ["labels"]
+
+    class Media:
+        css = {"all": ["rchat/labels.css"]}
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(credential_name=F("credential__name"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(credential_name=F("credential__name"))
+            .prefetch_related("labels")
+        )
+
+    @admin.display(description=_("labels"))
+    def labels_shown(self, obj):
+        return label_chips(obj.labels.all())
+
+    def save_related(self, request, form, formsets, change):
+        # The labels go through their service, not the form's save_m2m.
+        if "labels" in form.changed_data:
+            services.room_labels_set(room=form.instance, labels=form.cleaned_data["labels"])
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
 
     @admin.display(description=_("credential"), ordering="credential__name")
     def credential_name(self, obj):

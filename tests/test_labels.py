@@ -2,6 +2,7 @@
 inbox and the API."""
 
 import re
+from urllib.parse import unquote
 
 import pytest
 from django.db import connection
@@ -323,3 +324,126 @@ def test_admin_refuses_a_label_name_another_label_has_in_any_case(client, operat
     saved = client.post(add, {"name": " Refund ", "color": "blue", "description": ""})
     assert saved.status_code == 302
     assert Label.objects.filter(name="Refund", color="blue").exists()
+
+
+# --- Inbox -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def agent_client(client):
+    client.force_login(user_with())
+    return client
+
+
+def inbox_url(room=None, name="rchat:inbox-room"):
+    return reverse("rchat:inbox") if room is None else reverse(name, kwargs={"pk": room.pk})
+
+
+def test_inbox_list_and_header_show_the_rooms_labels(agent_client):
+    room = ChatRoomFactory(display_name="Malee")
+    services.room_labels_set(room=room, labels=[label("ลูกค้าVIP", "orange")])
+    chip = '<span class="rchat-label rchat-label-orange">ลูกค้าVIP'
+    assert chip in agent_client.get(inbox_url()).content.decode()
+    assert chip in agent_client.get(inbox_url(room)).content.decode()
+
+
+def test_inbox_filters_by_label_and_keeps_it_in_links(agent_client):
+    vip = label("VIP")
+    tagged = ChatRoomFactory(display_name="Tagged Person")
+    ChatRoomFactory(display_name="Plain Person")
+    services.room_label_add(room=tagged, label=vip)
+    page = agent_client.get(inbox_url(), {"label": "vip"}).content.decode()
+    assert "Tagged Person" in page and "Plain Person" not in page
+    assert f"{inbox_url(tagged)}?status=open&amp;label=vip" in page.replace("view=all&amp;", "")
+    assert re.search(r'<option value="VIP" selected>VIP</option>', page)
+    nobody = agent_client.get(inbox_url(), {"label": "nope"}).content.decode()
+    assert "Tagged Person" not in nobody
+    polled = agent_client.get(reverse("rchat:inbox-rooms"), {"label": "VIP"}).content.decode()
+    assert "Tagged Person" in polled and "Plain Person" not in polled
+
+
+def test_inbox_search_finds_rooms_by_label_name(agent_client):
+    tagged = ChatRoomFactory(display_name="Tagged Person")
+    ChatRoomFactory(display_name="Plain Person")
+    services.room_label_add(room=tagged, label=label("ลูกค้าคืนเงิน"))
+    page = agent_client.get(inbox_url(), {"q": "คืนเงิน"}).content.decode()
+    assert "Tagged Person" in page and "Plain Person" not in page
+
+
+def test_inbox_adds_and_removes_a_label_with_a_message(agent_client):
+    room = ChatRoomFactory()
+    vip, refund = label("VIP"), label("refund")
+    page = agent_client.get(inbox_url(room)).content.decode()
+    assert reverse("rchat:inbox-label-add", kwargs={"pk": room.pk}) in page
+    add = inbox_url(room, "rchat:inbox-label-add")
+    response = agent_client.post(add + "?label=VIP", {"label": vip.pk}, follow=True)
+    assert list(room.labels.all()) == [vip]
+    assert "label=VIP" in response.redirect_chain[-1][0]
+    assert "Label “VIP” added." in response.content.decode()
+    # The header offers only the labels the room does not have.
+    header = response.content.decode().split('id="rchat-room-labels"')[1].split("</div>")[0]
+    assert f'<option value="{refund.pk}">refund</option>' in header
+    assert f'<option value="{vip.pk}">' not in header
+    removed = agent_client.post(
+        inbox_url(room, "rchat:inbox-label-remove"), {"label": vip.pk}, follow=True
+    )
+    assert "Label “VIP” removed." in removed.content.decode()
+    assert not room.labels.exists()
+
+
+def test_inbox_a_missing_or_unknown_label_is_an_error_message(agent_client):
+    room = ChatRoomFactory()
+    for value in ("", "999999", "x"):
+        response = agent_client.post(
+            inbox_url(room, "rchat:inbox-label-add"), {"label": value}, follow=True
+        )
+        assert "Choose a label to add." in response.content.decode()
+    gone = agent_client.post(
+        inbox_url(room, "rchat:inbox-label-remove"), {"label": "999999"}, follow=True
+    )
+    assert "does not exist any more" in gone.content.decode()
+    assert agent_client.get(inbox_url(room, "rchat:inbox-label-add")).status_code == 405
+
+
+def test_inbox_a_reader_sees_labels_but_cannot_change_them(client):
+    client.force_login(user_with("view_chatroom"))
+    room = ChatRoomFactory()
+    vip = label("VIP")
+    services.room_label_add(room=room, label=vip)
+    page = client.get(inbox_url(room)).content.decode()
+    assert "rchat-label-grey" in page and "inbox-label" not in page
+    assert "labels/add/" not in page and "labels/remove/" not in page
+    for name in ("rchat:inbox-label-add", "rchat:inbox-label-remove"):
+        assert client.post(inbox_url(room, name), {"label": vip.pk}).status_code == 403
+    assert list(room.labels.all()) == [vip]
+
+
+def test_inbox_thread_poll_sees_a_label_change(agent_client):
+    room = ChatRoomFactory()
+    MessageFactory(room=room)
+    thread = inbox_url(room, "rchat:inbox-thread")
+    first = agent_client.get(thread)
+    version = re.search(r"v=([^&\"]+)", first.content.decode()).group(1)
+    assert agent_client.get(thread, {"v": unquote(version)}).status_code == 204
+    services.room_label_add(room=room, label=label("VIP"))
+    changed = agent_client.get(thread, {"v": unquote(version)})
+    assert changed.status_code == 200 and "VIP" in changed.content.decode()
+
+
+@pytest.mark.parametrize("page", ["inbox", "conversation", "rooms-partial", "thread-partial"])
+def test_inbox_pages_run_the_same_queries_for_1_or_30_labelled_rooms(client, page):
+    client.force_login(user_with())
+    counts = []
+    for size in (1, 30):
+        room = _labelled_rooms(size)
+        url = {
+            "inbox": inbox_url(),
+            "conversation": inbox_url(room),
+            "rooms-partial": reverse("rchat:inbox-rooms"),
+            "thread-partial": inbox_url(room, "rchat:inbox-thread"),
+        }[page]
+        client.get(url)
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(url).status_code == 200
+        counts.append(len(queries))
+    assert counts[0] == counts[1], counts
