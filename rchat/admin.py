@@ -10,7 +10,7 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db.models import F
+from django.db.models import Count, F
 from django.http import HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -35,11 +35,13 @@ from .models import (
     Credential,
     DeliveryAttempt,
     ErrorKind,
+    Label,
     Message,
     WebhookEvent,
 )
 from .services.broadcasts import SKIP_REASONS
 from .ui.messages import message_parts, person_name
+from .ui.reply import ReplyForm
 from .ui.rooms import room_handler_parts
 
 
@@ -357,71 +359,6 @@ class UnreadFilter(admin.SimpleListFilter):
         return queryset
 
 
-class ReplyForm(forms.Form):
-    """The admin reply box. It only parses; ``services.message_send`` validates."""
-
-    TYPES = [
-        ("text", _("Text")),
-        ("image", _("Image")),
-        ("file", _("File")),
-        ("sticker", _("Sticker")),
-        ("location", _("Location")),
-    ]
-
-    type = forms.ChoiceField(label=_("Type"), choices=TYPES, initial="text")
-    text = forms.CharField(
-        label=_("Message"),
-        required=False,
-        strip=False,
-        widget=forms.Textarea(attrs={"rows": 3, "placeholder": _("Write a reply…")}),
-    )
-    url = forms.CharField(label=_("URL"), required=False)
-    name = forms.CharField(label=_("File name"), required=False)
-    package_id = forms.CharField(label=_("Sticker package id"), required=False)
-    sticker_id = forms.CharField(label=_("Sticker id"), required=False)
-    latitude = forms.FloatField(label=_("Latitude"), required=False)
-    longitude = forms.FloatField(label=_("Longitude"), required=False)
-    title = forms.CharField(label=_("Place name"), required=False)
-
-    # Where each message type's validation errors ("data", "url" …) are shown.
-    ERROR_FIELDS = {
-        "data": {"text": "text"},
-        "url": "url",
-        "package_id": "package_id",
-        "sticker_id": "sticker_id",
-        "latitude": "latitude",
-        "longitude": "longitude",
-        "title": "title",
-        "type": "type",
-    }
-
-    def message_data(self):
-        """``data`` for ``services.message_send``, in the shape of the chosen type."""
-        values, kind = self.cleaned_data, self.cleaned_data["type"]
-        if kind == "text":
-            return values["text"]
-        if kind == "image":
-            return values["url"].strip()
-        if kind == "file":
-            url = values["url"].strip()
-            return {"url": url, "name": values["name"].strip()} if values["name"] else url
-        if kind == "sticker":
-            return {"package_id": values["package_id"], "sticker_id": values["sticker_id"]}
-        data = {"latitude": values["latitude"], "longitude": values["longitude"]}
-        if values["title"]:
-            data["title"] = values["title"]
-        return data
-
-    def add_service_errors(self, errors):
-        """Show ``InvalidMessage.errors`` next to the fields they are about."""
-        kind = self.cleaned_data.get("type")
-        for key, reason in errors.items():
-            field = self.ERROR_FIELDS.get(key)
-            if isinstance(field, dict):
-                field = field.get(kind)
-            self.add_error(field if field in self.fields else None, reason)
-
-
 class BroadcastForm(ReplyForm):
     """The broadcast page's form: a reply's fields and a name for the broadcast."""
 
@@ -438,6 +375,74 @@ class BroadcastForm(ReplyForm):
         self.fields["text"].widget.attrs["placeholder"] = _("Write the message…")
 
 
+def label_chips(labels):
+    """Labels as small coloured chips (the colours are classes of rchat/labels.css)."""
+    return (
+        format_html_join(
+            " ",
+            '<span class="rchat-label rchat-label-{}">{}</span>',
+            ((label.color, label.name) for label in labels),
+        )
+        or "—"
+    )
+
+
+class LabelForm(forms.ModelForm):
+    class Meta:
+        model = Label
+        fields = ["name", "color", "description"]
+
+    def clean(self):
+        # What label_save checks (the name's case ignored), shown next to the name.
+        cleaned = super().clean()
+        if "name" in cleaned and "color" in cleaned:
+            try:
+                cleaned["name"] = services.label_check(
+                    name=cleaned["name"], color=cleaned["color"], label=self.instance
+                )
+            except ValueError as exc:
+                self.add_error("name", str(exc))
+        return cleaned
+
+    def validate_constraints(self, exclude=None):
+        # clean() has said why a name is taken, in words; not the constraint's name.
+        pass
+
+
+@admin.register(Label)
+class LabelAdmin(RChatAdmin):
+    """The labels staff put on chat rooms; their names are unique whatever their case."""
+
+    form = LabelForm
+    list_display = ["name", "swatch", "rooms_count", "description"]
+    search_fields = ["name", "description"]
+    list_filter = ["color"]
+
+    class Media:
+        css = {"all": ["rchat/labels.css"]}
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(rooms_count=Count("rooms"))
+
+    @admin.display(description=_("colour"), ordering="color")
+    def swatch(self, obj):
+        return format_html(
+            '<span class="rchat-label rchat-label-{}">{}</span>', obj.color, obj.get_color_display()
+        )
+
+    @admin.display(description=_("chat rooms"), ordering="rooms_count")
+    def rooms_count(self, obj):
+        return obj.rooms_count
+
+    def save_model(self, request, obj, form, change):
+        services.label_save(
+            name=form.cleaned_data["name"],
+            color=form.cleaned_data["color"],
+            description=form.cleaned_data["description"],
+            label=obj,
+        )
+
+
 @admin.register(ChatRoom)
 class ChatRoomAdmin(RChatAdmin):
     """Conversations: a list to triage, and a change page to read and answer."""
@@ -449,6 +454,7 @@ class ChatRoomAdmin(RChatAdmin):
     # What an operator triages by comes first; ids and the credential last.
     list_display = [
         "__str__",
+        "labels_shown",
         "unread_count",
         "status",
         "handler",
@@ -462,13 +468,22 @@ class ChatRoomAdmin(RChatAdmin):
     # Only the assignee is joined: the credential row would decrypt its tokens for
     # every room, and its name comes as an annotation instead.
     list_select_related = ["assignee"]
-    list_filter = ["status", "handler", "channel", AssigneeFilter, UnreadFilter, "credential"]
+    list_filter = [
+        "status",
+        "handler",
+        "channel",
+        AssigneeFilter,
+        UnreadFilter,
+        "labels",
+        "credential",
+    ]
     search_fields = ["chat_id", "display_name", "messages__text"]
     search_help_text = _("Chat id, end user's name or message text.")
     fields = [
         ("credential", "channel"),
         ("chat_id", "display_name"),
         ("status", "assignee"),
+        "labels",
         ("handler", "handler_since", "handover_reason"),
         ("last_message_at", "unread_count", "created_at"),
         "handover_history",
@@ -499,9 +514,29 @@ class ChatRoomAdmin(RChatAdmin):
     ]
     change_form_template = "admin/rchat/chatroom/change_form.html"
     change_list_template = "admin/rchat/chatroom/change_list.html"
+    filter_horizontal = ["labels"]
+
+    class Media:
+        css = {"all": ["rchat/labels.css"]}
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(credential_name=F("credential__name"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(credential_name=F("credential__name"))
+            .prefetch_related("labels")
+        )
+
+    @admin.display(description=_("labels"))
+    def labels_shown(self, obj):
+        return label_chips(obj.labels.all())
+
+    def save_related(self, request, form, formsets, change):
+        # The labels go through their service, not the form's save_m2m.
+        if "labels" in form.changed_data:
+            services.room_labels_set(room=form.instance, labels=form.cleaned_data["labels"])
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
 
     @admin.display(description=_("credential"), ordering="credential__name")
     def credential_name(self, obj):
@@ -608,13 +643,13 @@ class ChatRoomAdmin(RChatAdmin):
             try:
                 broadcast = services.broadcast_create(
                     rooms=queryset,
-                    type=form.cleaned_data["type"],
+                    type=form.message_type(),
                     data=form.message_data(),
                     author=request.user,
                     name=form.cleaned_data["broadcast_name"],
                 )
             except InvalidMessage as exc:
-                form.add_service_errors(exc.errors or {"": str(exc)})
+                form.add_service_errors(exc)
             else:
                 self.message_user(request, broadcast_summary(broadcast), messages.SUCCESS)
                 return HttpResponseRedirect(
@@ -777,15 +812,13 @@ class ChatRoomAdmin(RChatAdmin):
         try:
             services.message_send(
                 room=room,
-                type=form.cleaned_data["type"],
+                type=form.message_type(),
                 data=form.message_data(),
                 author=request.user,
             )
         except InvalidMessage as exc:
-            if exc.errors:
-                form.add_service_errors(exc.errors)
-            else:
-                form.add_error(None, str(exc))
+            # What only the room can tell (closed, handled by the bot …).
+            form.add_service_errors(exc)
             return False
         self.message_user(request, _("Reply queued for delivery."), messages.SUCCESS)
         return True

@@ -10,6 +10,7 @@ from urllib.parse import urljoin
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 from django.utils.translation import gettext_lazy as _
 
 from . import crypto
@@ -211,6 +212,10 @@ class ChatRoom(models.Model):
     # when it has none, or while that message is in a worker's hands. The delivery
     # claim reads rooms by it (services/delivery.py), never a room's whole history.
     send_after = models.DateTimeField(null=True, blank=True, editable=False)
+    # Set through services.room_labels_set / room_label_add / room_label_remove.
+    labels = models.ManyToManyField(
+        "Label", blank=True, related_name="rooms", verbose_name=_("labels")
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
@@ -413,6 +418,39 @@ class Broadcast(models.Model):
 
     def __str__(self):
         return self.name or f"#{self.pk} {self.text[:50]}"
+
+
+class Label(models.Model):
+    """A tag staff put on chat rooms ("VIP", "refund") to sort and find them."""
+
+    class Color(models.TextChoices):
+        GREY = "grey", _("Grey")
+        RED = "red", _("Red")
+        ORANGE = "orange", _("Orange")
+        YELLOW = "yellow", _("Yellow")
+        GREEN = "green", _("Green")
+        BLUE = "blue", _("Blue")
+        PURPLE = "purple", _("Purple")
+
+    #: The longest name a label may have.
+    NAME_MAX = 50
+
+    name = models.CharField(_("name"), max_length=NAME_MAX)
+    color = models.CharField(_("colour"), max_length=10, choices=Color.choices, default=Color.GREY)
+    description = models.CharField(_("description"), max_length=200, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("label")
+        verbose_name_plural = _("labels")
+        ordering = [Lower("name"), "id"]
+        constraints = [
+            # "VIP" and "vip" are one label: a second one would split the rooms.
+            models.UniqueConstraint(Lower("name"), name="rchat_label_unique_name"),
+        ]
+
+    def __str__(self):
+        return self.name
 
 
 class DeliveryAttempt(models.Model):

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from . import crypto
-from .models import Broadcast, ChatRoom, Credential, Handover, Message
+from .models import Broadcast, ChatRoom, Credential, Handover, Label, Message
 
 # --- Inbox and API ----------------------------------------------------------------------
 # Each function here runs a fixed number of queries, whatever the number of rooms or
@@ -35,8 +35,11 @@ THREAD_LIMIT = 50
 def _rooms():
     # The credential's row holds encrypted tokens that would be decrypted for every
     # room; a list needs only its name.
-    return ChatRoom.objects.select_related("assignee").annotate(
-        credential_name=F("credential__name")
+    # Labels come in one more query for the whole page (prefetch), not one per room.
+    return (
+        ChatRoom.objects.select_related("assignee")
+        .prefetch_related("labels")
+        .annotate(credential_name=F("credential__name"))
     )
 
 
@@ -61,6 +64,7 @@ def room_list(
     credential_name="",
     chat_id="",
     handler="",
+    label="",
 ):
     """Chat rooms for the inbox or the API, most recent activity first.
 
@@ -69,7 +73,9 @@ def room_list(
     ``status`` one of ``ROOM_STATUSES``; ``q`` matches the chat id, the end user's name
     or the text of any message in the room; ``credential`` (a Credential or its pk) or
     ``credential_name`` keeps only that account's rooms; ``chat_id`` is R-Chat's id,
-    matched exactly; ``handler`` ("bot" or "people", "" for either) who handles them.
+    matched exactly; ``handler`` ("bot" or "people", "" for either) who handles them;
+    ``label`` a label's name (any case) or id keeps the rooms that have it (no room
+    for a label that does not exist). ``q`` matches label names too.
     """
     rooms = _rooms()
     condition = _views(user).get(view)
@@ -85,14 +91,62 @@ def room_list(
         rooms = rooms.filter(credential__name=credential_name)
     if chat_id:
         rooms = rooms.filter(chat_id=chat_id)
+    label = str(label or "").strip()
+    if label:
+        # Exists, not a join: a room is listed once, and the count stays a plain count.
+        rooms = rooms.filter(Exists(_room_labels(label_matches(label, prefix="label__"))))
     q = (q or "").strip()
     if q:
         in_messages = Message.objects.filter(room=OuterRef("pk"), text__icontains=q)
+        labelled = _room_labels(Q(label__name__icontains=q))
         rooms = rooms.filter(
-            Q(chat_id__icontains=q) | Q(display_name__icontains=q) | Q(Exists(in_messages))
+            Q(chat_id__icontains=q)
+            | Q(display_name__icontains=q)
+            | Q(Exists(in_messages))
+            | Q(Exists(labelled))
         )
     # The same order as the rchat_room_inbox / rchat_room_assignee indexes.
     return rooms.order_by("-last_message_at", "-id")
+
+
+def label_matches(value, prefix=""):
+    """A condition on labels: the one named ``value`` (any case), or whose id it is."""
+    condition = Q(**{f"{prefix}name__iexact": value})
+    if value.isdigit():
+        condition |= Q(**{f"{prefix}pk": int(value)})
+    return condition
+
+
+def _room_labels(condition):
+    """The outer room's rows of ChatRoom.labels whose label meets ``condition`` (on the
+    through model: ``label__...``)."""
+    return ChatRoom.labels.through.objects.filter(chatroom=OuterRef("pk")).filter(condition)
+
+
+def label_list():
+    """Every label, by name (case ignored)."""
+    return Label.objects.all()
+
+
+def labels_named(names):
+    """The labels named ``names`` (any case), in one query.
+
+    Returns ``(labels, unknown)``: the labels in the order of ``names`` (each once),
+    and the names no label has, as given.
+    """
+    names = [str(name).strip() for name in names]
+    condition = Q(pk__in=[])
+    for name in names:
+        condition |= Q(name__iexact=name)
+    by_name = {row.name.casefold(): row for row in Label.objects.filter(condition)} if names else {}
+    found, unknown = {}, []
+    for name in names:
+        row = by_name.get(name.casefold())
+        if row is None:
+            unknown.append(name)
+        else:
+            found.setdefault(row.pk, row)
+    return list(found.values()), unknown
 
 
 def room_counts(*, user):

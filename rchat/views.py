@@ -26,9 +26,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from . import selectors, services
 from .exceptions import InvalidMessage
-from .forms import ReplyForm, RoomFilterForm
+from .forms import RoomFilterForm
 from .models import ChatRoom, Message
 from .ui.messages import message_parts
+from .ui.reply import ReplyForm
 from .ui.rooms import room_handler_parts
 
 VIEW_PERMISSION = "rchat.view_chatroom"
@@ -71,6 +72,7 @@ class InboxFilterForm(RoomFilterForm):
             ("people", gettext_lazy("People")),
         ],
     )
+    label = forms.CharField(label=gettext_lazy("Label"), required=False, max_length=50)
 
     def filters(self):
         filters = super().filters()  # its tabs know no "bot"
@@ -79,6 +81,7 @@ class InboxFilterForm(RoomFilterForm):
             filters["view"] = data["view"]
         handler = data.get("handler") or ""
         filters["handler"] = handler if handler in selectors.ROOM_HANDLERS else ""
+        filters["label"] = (data.get("label") or "").strip()
         return filters
 
 
@@ -99,6 +102,7 @@ def _room_list_context(request, filters, current=None):
         status=filters["status"],
         q=filters["q"],
         handler=filters["handler"],
+        label=filters["label"],
     )
     page = Paginator(rooms, ROOMS_PER_PAGE).get_page(request.GET.get("page"))
     counts = selectors.room_counts(user=request.user)
@@ -133,6 +137,8 @@ def _room_list_context(request, filters, current=None):
             for key, label in status_labels.items()
         ],
         "handlers": [{"key": key, "label": label} for key, label in handler_labels.items()],
+        # The filter bar's choice of labels.
+        "labels": list(selectors.label_list()),
     }
 
 
@@ -152,6 +158,7 @@ def _thread_context(request, room):
         "version": _thread_version(room, since_id),
         "can_reply": request.user.has_perm(REPLY_PERMISSION),
         "handling": room_handler_parts(room),
+        **_labels_context(room),
     }
 
 
@@ -160,7 +167,19 @@ def _thread_version(room, since_id):
     # take-over) must reach an open page even when no message changed.
     since = room.handler_since.timestamp() if room.handler_since else 0
     version = selectors.room_thread_version(room=room, since_id=since_id)
-    return f"{version}.{room.handler}.{since:.6f}"
+    # And its labels: a colleague's change shows without a new message.
+    labels = "-".join(str(label.pk) for label in room.labels.all())
+    return f"{version}.{room.handler}.{since:.6f}.{labels}"
+
+
+def _labels_context(room):
+    """The room's labels, and the ones the header's form may add (the others)."""
+    labels = list(room.labels.all())
+    on_room = {label.pk for label in labels}
+    return {
+        "room_labels": labels,
+        "label_choices": [label for label in selectors.label_list() if label.pk not in on_room],
+    }
 
 
 def _get_room(pk):
@@ -196,6 +215,12 @@ class LogoutView(auth_views.LogoutView):
     """Sign out (a POST, as Django requires) and come back to rchat's sign-in page."""
 
     next_page = reverse_lazy("rchat:login")
+
+    def post(self, request, *args, **kwargs):
+        response = super().post(request, *args, **kwargs)
+        # Added after logout() flushed the session, so the sign-in page shows it.
+        messages.success(request, _("You are signed out."))
+        return response
 
 
 # --- Pages -----------------------------------------------------------------------------
@@ -244,13 +269,17 @@ def conversation(request, pk):
                     author=request.user,
                 )
             except InvalidMessage as exc:
+                # What only the room can tell (closed, handled by the bot …).
                 form.add_service_errors(exc)
             else:
                 return _back_to_room(request, room)
     services.room_mark_read(room=room)
     context = _room_list_context(request, _filters(request), current=room.pk)
     context.update(_thread_context(request, room))
-    context.update({"room": room, "form": form})
+    action = reverse("rchat:inbox-room", kwargs={"pk": room.pk})
+    if context["querystring"]:
+        action = f"{action}?{context['querystring']}"
+    context.update({"room": room, "form": form, "reply_action": action})
     return render(request, "rchat/conversation.html", context)
 
 
@@ -346,4 +375,41 @@ def message_retry(request, pk, message_pk):
         messages.error(request, _("Could not retry: %(reason)s") % {"reason": exc})
     else:
         messages.success(request, _("Message queued again."))
+    return _back_to_room(request, room)
+
+
+# --- Labels (POST, then back to the conversation) -----------------------------------------
+
+
+def _posted_label(request):
+    """The label whose id the form posted (``label``), or None."""
+    pk = request.POST.get("label", "")
+    return selectors.label_list().filter(pk=int(pk)).first() if pk.isdigit() else None
+
+
+@require_POST
+@can_reply
+def room_label_add(request, pk):
+    """Put the chosen label on the room."""
+    room = _get_room(pk)
+    label = _posted_label(request)
+    if label is None:
+        messages.error(request, _("Choose a label to add."))
+    else:
+        services.room_label_add(room=room, label=label)
+        messages.success(request, _("Label “%(name)s” added.") % {"name": label.name})
+    return _back_to_room(request, room)
+
+
+@require_POST
+@can_reply
+def room_label_remove(request, pk):
+    """Take a label off the room."""
+    room = _get_room(pk)
+    label = _posted_label(request)
+    if label is None:
+        messages.error(request, _("That label does not exist any more."))
+    else:
+        services.room_label_remove(room=room, label=label)
+        messages.success(request, _("Label “%(name)s” removed.") % {"name": label.name})
     return _back_to_room(request, room)

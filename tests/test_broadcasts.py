@@ -487,7 +487,7 @@ def test_admin_action_sends_an_image_from_its_url(client, operator, rooms):
         },
     )
     message = Message.objects.get()
-    assert (message.type, message.data) == ("image", "https://cdn.example/a.png")
+    assert (message.type, message.data) == ("image", {"url": "https://cdn.example/a.png"})
 
 
 @pytest.mark.parametrize(

@@ -299,3 +299,60 @@ def test_no_page_breaks_the_content_security_policy(browser, live_server, tmp_pa
     violations["/rchat/api/docs/"] = page.evaluate("window.__cspViolations")
     assert {path: found for path, found in violations.items() if found} == {}
     page.close()
+
+
+def test_the_inbox_works_from_the_keyboard_alone(
+    browser, live_server, httpserver, celery_eager, tmp_path
+):
+    """j picks the next conversation, Enter opens it, r goes to the reply box,
+    Ctrl+Enter sends, Esc leaves the box and ? shows the list of keys."""
+    httpserver.expect_request(SEND_PATH, method="POST").respond_with_json(
+        {"status": "SUCCESS", "message_id": "m-1"}
+    )
+    credential = CredentialFactory(base_url=httpserver.url_for("").rstrip("/"))
+    for name in ("Araya", "Boonmee", "Chanida"):
+        room = ChatRoomFactory(credential=credential, display_name=name)
+        MessageFactory(room=room, data=f"Hello from {name}")
+    agent = make_agent("keys")
+
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    script_errors = []
+    page.on("pageerror", lambda error: script_errors.append(str(error)))
+    log_in(page, live_server, agent)
+    page.goto(f"{live_server.url}/rchat/inbox/?view=all")
+    names = page.locator(".rchat-room-item .rchat-room-name").all_inner_texts()
+    assert len(names) == 3
+
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    picked = page.locator(".rchat-room-item.is-selected")
+    assert picked.locator(".rchat-room-name").inner_text() == names[1]
+    # The picked conversation's link has the focus, so Enter opens it.
+    assert page.evaluate("document.activeElement.closest('.rchat-room-item.is-selected') !== null")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(f"text=Hello from {names[1]}")
+    room = ChatRoom.objects.get(display_name=names[1])
+    assert page.url.split("?")[0].endswith(f"/rchat/inbox/{room.pk}/")
+
+    page.keyboard.press("Escape")  # the page starts in the reply box: leave it first
+    assert page.evaluate("document.activeElement.name") != "text"
+    page.keyboard.press("r")
+    assert page.evaluate("document.activeElement.name") == "text"
+    page.keyboard.type("Thank you, it ships today.")
+    page.keyboard.press("Control+Enter")
+    reply = page.locator(".rchat-msg-out", has_text="Thank you, it ships today.")
+    reply.locator(".rchat-status-sent").wait_for(timeout=WAIT_MS)
+    sent = Message.objects.get(direction="out")
+    assert (sent.room_id, sent.data, sent.status) == (room.pk, "Thank you, it ships today.", "sent")
+
+    page.keyboard.press("Escape")
+    help_panel = page.locator("#rchat-keys")
+    assert help_panel.is_hidden()
+    page.keyboard.press("?")
+    assert help_panel.is_visible()
+    assert "Keyboard shortcuts" in help_panel.inner_text()
+    assert "Ctrl" in help_panel.inner_text()
+    page.keyboard.press("Escape")
+    assert help_panel.is_hidden()
+    assert script_errors == []
+    page.close()

@@ -201,11 +201,14 @@ def test_image_file_and_sticker_replies(agent_client, fields, expected):
 @pytest.mark.parametrize(
     ("fields", "reason"),
     [
-        ({"type": "text", "text": "   "}, "Write a message before sending."),
+        # The reasons are outbound_validate's, the same the API and admin give.
+        ({"type": "text", "text": "   "}, "A text message cannot be empty."),
         ({"type": "text", "text": "x" * 5001}, "at most 5000 characters"),
-        ({"type": "image", "url": "not a url"}, "http:// or https://"),
-        ({"type": "file", "url": "ftp://files.example/a.pdf"}, "http:// or https://"),
-        ({"type": "sticker", "package_id": "1"}, "both its package id and its id"),
+        ({"type": "image", "url": "not a url"}, "Enter an http:// or https:// URL."),
+        ({"type": "file", "url": "ftp://files.example/a.pdf"}, "Enter an http:// or https:// URL."),
+        ({"type": "sticker", "package_id": "1"}, "A sticker needs a sticker_id"),
+        ({"type": "location", "latitude": "13.7"}, "This field is required."),
+        ({"type": "location", "latitude": "north", "longitude": "1"}, "Enter a number."),
         ({"type": "video", "text": "x"}, "Select a valid choice"),
     ],
 )

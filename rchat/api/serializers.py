@@ -5,7 +5,7 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
-from ..models import Broadcast, ChatRoom, Message
+from ..models import Broadcast, ChatRoom, Label, Message
 from ..selectors import ROOM_STATUSES, ROOM_VIEWS, BroadcastProgress
 from .permissions import VIEW_PERMISSION
 
@@ -15,11 +15,39 @@ class UserSerializer(serializers.Serializer):
     username = serializers.CharField(source="get_username", read_only=True)
 
 
+class LabelSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Label
+        fields = ["id", "name", "color", "description"]
+        read_only_fields = fields
+
+
+class RoomLabelSerializer(serializers.ModelSerializer):
+    """A label as a chat room shows it."""
+
+    class Meta:
+        model = Label
+        fields = ["id", "name", "color"]
+        read_only_fields = fields
+
+
+class RoomLabelsSerializer(serializers.Serializer):
+    """A chat room's labels, by name (any case); they replace the ones it has."""
+
+    labels = serializers.ListField(
+        child=serializers.CharField(max_length=Label.NAME_MAX),
+        allow_empty=True,
+        max_length=100,
+        help_text=_("Label names; an empty list takes every label off."),
+    )
+
+
 class ChatRoomSerializer(serializers.ModelSerializer):
     credential = serializers.CharField(
         source="credential_name", read_only=True, help_text=_("The credential's name.")
     )
     assignee = UserSerializer(read_only=True, allow_null=True)
+    labels = RoomLabelSerializer(many=True, read_only=True)
 
     class Meta:
         model = ChatRoom
@@ -35,6 +63,7 @@ class ChatRoomSerializer(serializers.ModelSerializer):
             "handler",
             "handler_since",
             "handover_reason",
+            "labels",
             "unread_count",
             "last_message_at",
             "last_message_preview",
@@ -249,6 +278,7 @@ class RoomFilterSerializer(serializers.Serializer):
     handler = serializers.ChoiceField(
         choices=ChatRoom.Handler.choices, required=False, allow_blank=True
     )
+    label = serializers.CharField(max_length=Label.NAME_MAX, required=False, allow_blank=True)
 
 
 # --- Broadcasts ----------------------------------------------------------------------

@@ -36,9 +36,11 @@ from .serializers import (
     ChatRoomSerializer,
     ErrorSerializer,
     HandOverSerializer,
+    LabelSerializer,
     MessageSerializer,
     ReplySerializer,
     RoomFilterSerializer,
+    RoomLabelsSerializer,
 )
 from .throttling import RChatUserThrottle, RChatWriteThrottle
 
@@ -177,6 +179,9 @@ ROOM_FILTERS = [
     OpenApiParameter(
         "handler", enum=selectors.ROOM_HANDLERS, description="Only rooms the bot or people handle"
     ),
+    OpenApiParameter(
+        "label", description="Only rooms with this label (its name, any case, or its id)"
+    ),
 ]
 
 
@@ -190,6 +195,7 @@ def rooms_filtered(user, values):
         credential_name=values.get("credential", ""),
         chat_id=values.get("chat_id", ""),
         handler=values.get("handler", ""),
+        label=values.get("label", ""),
     )
     return rooms
 
@@ -362,6 +368,44 @@ class RoomHandOverView(_RoomActionView):
             by=request.user,
         )
         return self.answer(room)
+
+
+class RoomLabelsView(_RoomActionView):
+    @documented(
+        request=RoomLabelsSerializer,
+        responses={200: ChatRoomSerializer, 400: ErrorSerializer},
+        description=(
+            'Replace the room\'s labels: {"labels": ["VIP", "refund"]} (names, any case; '
+            "[] for none). A name no label has: 400 with errors.labels listing them, and "
+            "the room's labels unchanged. Labels are created in admin."
+        ),
+    )
+    def post(self, request, pk):
+        room = self.get_room()
+        body = RoomLabelsSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        labels, unknown = selectors.labels_named(body.validated_data["labels"])
+        if unknown:
+            return Response(
+                {
+                    "detail": _("No label has these names: %(names)s.")
+                    % {"names": ", ".join(unknown)},
+                    "errors": {"labels": unknown},
+                },
+                status=400,
+            )
+        services.room_labels_set(room=room, labels=labels)
+        return self.answer(room)
+
+
+@extend_schema(responses={200: LabelSerializer(many=True)})
+class LabelListView(RChatAPIView, generics.ListAPIView):
+    """Every label, by name: what a room's labels may be set to."""
+
+    serializer_class = LabelSerializer
+
+    def get_queryset(self):
+        return selectors.label_list()
 
 
 class MessageRetryView(RChatAPIView):

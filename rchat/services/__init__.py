@@ -5,9 +5,9 @@ these functions and answer; they do not write rows themselves. Functions are nam
 ``<thing>_<action>`` and take keyword arguments only. One module per part:
 ``credentials``, ``rooms``, ``outbound`` (queueing), ``delivery`` (sending),
 ``inbound`` (webhooks), ``handover`` (the bot or people), ``broadcasts`` (one message to
-many rooms), ``retention`` (deleting old webhook events and delivery attempts) and ``staff``
-(the operators' and agents' groups); every public function is importable from
-``rchat.services`` itself.
+many rooms), ``labels`` (tags on chat rooms), ``retention`` (deleting old webhook events
+and delivery attempts) and ``staff`` (the operators' and agents' groups); every public
+function is importable from ``rchat.services`` itself.
 """
 
 from .broadcasts import broadcast_cancel, broadcast_create, broadcasts_settle
@@ -37,6 +37,7 @@ from .inbound import (
     webhook_receive,
     webhook_refuse,
 )
+from .labels import label_check, label_save, room_label_add, room_label_remove, room_labels_set
 from .outbound import message_requeue_stale, message_retry, message_send
 from .retention import PurgeResult, retention_purge
 from .rooms import room_assign, room_close, room_get_or_create, room_mark_read, room_reopen
@@ -58,6 +59,8 @@ __all__ = [
     "credential_save",
     "credential_test_connection",
     "delivery_drain",
+    "label_check",
+    "label_save",
     "message_hook_run",
     "message_requeue_stale",
     "message_retry",
@@ -68,6 +71,9 @@ __all__ = [
     "room_get_or_create",
     "room_hand_over",
     "room_handler_for_new",
+    "room_label_add",
+    "room_label_remove",
+    "room_labels_set",
     "room_mark_read",
     "room_reopen",
     "room_return_to_bot",
