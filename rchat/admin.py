@@ -10,7 +10,7 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, F
+from django.db.models import Count, F, Q
 from django.http import HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -31,6 +31,7 @@ from .bots.stats import bot_stats
 from .exceptions import InvalidMessage, RChatAPIError, RChatConfigurationError, RChatError
 from .models import (
     Broadcast,
+    CannedResponse,
     ChatRoom,
     Credential,
     DeliveryAttempt,
@@ -441,6 +442,124 @@ class LabelAdmin(RChatAdmin):
             description=form.cleaned_data["description"],
             label=obj,
         )
+
+
+class CannedResponseForm(forms.ModelForm):
+    type = forms.ChoiceField(label=_("type"), choices=[(t, t) for t in payloads.OUTBOUND_TYPES])
+
+    class Meta:
+        model = CannedResponse
+        fields = ["shortcut", "title", "type", "data", "owner"]
+        help_texts = {
+            "data": _(
+                "The message as the API takes it: a text in quotes, or an object such as "
+                '{"url": "https://…"}. {name} becomes the customer\'s name, {agent} yours.'
+            ),
+            "owner": _("Empty: shared with everyone. A user: personal to them."),
+        }
+
+    def clean(self):
+        # What canned_save checks, shown next to the field it is about.
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        try:
+            cleaned["shortcut"], cleaned["title"], cleaned["data"] = services.canned_check(
+                shortcut=cleaned.get("shortcut"),
+                title=cleaned.get("title"),
+                type=cleaned.get("type"),
+                data=cleaned.get("data"),
+                owner=cleaned.get("owner"),
+                canned=self.instance,
+            )
+        except InvalidMessage as exc:
+            self.add_error("type" if "type" in exc.errors else "data", str(exc))
+        except ValueError as exc:
+            self.add_error("title" if "title" in str(exc) else "shortcut", str(exc))
+        return cleaned
+
+    def validate_constraints(self, exclude=None):
+        # clean() has said why a shortcut is taken, in words; not the constraint's name.
+        pass
+
+
+class SharedFilter(admin.SimpleListFilter):
+    title = _("shared or personal")
+    parameter_name = "shared"
+
+    def lookups(self, request, model_admin):
+        return [("yes", _("Shared")), ("no", _("Personal"))]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(owner__isnull=self.value() == "yes")
+        return queryset
+
+
+@admin.register(CannedResponse)
+class CannedResponseAdmin(RChatAdmin):
+    """Canned responses: the shared ones, changed only with the "manage shared"
+    permission, and each agent's own. A superuser sees everyone's; others see the
+    shared ones and their own."""
+
+    form = CannedResponseForm
+    list_display = ["shortcut_display", "title", "type", "shared", "owner"]
+    list_filter = [SharedFilter, "type"]
+    search_fields = ["shortcut", "title"]
+
+    @admin.display(description=_("shortcut"), ordering="shortcut")
+    def shortcut_display(self, obj):
+        return f"/{obj.shortcut}"
+
+    @admin.display(description=_("shared"), boolean=True, ordering="owner")
+    def shared(self, obj):
+        return obj.is_shared
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request).select_related("owner")
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(Q(owner__isnull=True) | Q(owner=request.user))
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        owner = form.base_fields.get("owner")
+        if owner is not None and not request.user.is_superuser:
+            # Only their own, or (with the permission) shared: nobody else's.
+            owner.queryset = owner.queryset.filter(pk=request.user.pk)
+            owner.initial = request.user.pk
+            owner.required = not request.user.has_perm(services.MANAGE_SHARED_PERMISSION)
+        return form
+
+    def _can_manage(self, request, obj):
+        return obj is None or services.canned_can_manage(canned=obj, user=request.user)
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and self._can_manage(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and self._can_manage(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        owner = form.cleaned_data.get("owner")
+        if owner is None and not request.user.has_perm(services.MANAGE_SHARED_PERMISSION):
+            raise PermissionDenied
+        services.canned_save(
+            shortcut=form.cleaned_data["shortcut"],
+            title=form.cleaned_data["title"],
+            type=form.cleaned_data["type"],
+            data=form.cleaned_data["data"],
+            owner=owner,
+            canned=obj,
+        )
+
+    def delete_model(self, request, obj):
+        services.canned_delete(canned=obj, user=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for canned in queryset:
+            if services.canned_can_manage(canned=canned, user=request.user):
+                services.canned_delete(canned=canned, user=request.user)
 
 
 @admin.register(ChatRoom)

@@ -453,6 +453,63 @@ class Label(models.Model):
         return self.name
 
 
+class CannedResponse(models.Model):
+    """A reply an agent inserts by its shortcut ("/price"): shared, or one agent's own.
+
+    ``type`` and ``data`` are an outbound message as ``payloads.outbound_validate``
+    accepts it; its text may hold ``{name}`` (the end user) and ``{agent}``, filled in
+    by ``services.canned_render``. Saved through ``services.canned_save``.
+    """
+
+    #: The longest shortcut.
+    SHORTCUT_MAX = 30
+
+    shortcut = models.CharField(_("shortcut"), max_length=SHORTCUT_MAX)
+    title = models.CharField(_("title"), max_length=200)
+    type = models.CharField(_("type"), max_length=50, default="text")
+    data = models.JSONField(_("data"), default=dict, blank=True)
+    # None: shared with everyone; else personal to that user.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="rchat_canned_responses",
+        verbose_name=_("owner"),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("canned response")
+        verbose_name_plural = _("canned responses")
+        ordering = ["shortcut", "id"]
+        permissions = [
+            ("manage_shared_cannedresponse", _("Can manage shared canned responses")),
+        ]
+        constraints = [
+            # NULL owners are never equal in a plain unique constraint: the shared ones
+            # need their own, partial one.
+            models.UniqueConstraint(
+                fields=["shortcut"],
+                condition=Q(owner__isnull=True),
+                name="rchat_canned_unique_shared",
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "shortcut"],
+                condition=Q(owner__isnull=False),
+                name="rchat_canned_unique_personal",
+            ),
+        ]
+
+    def __str__(self):
+        return f"/{self.shortcut}"
+
+    @property
+    def is_shared(self):
+        return self.owner_id is None
+
+
 class DeliveryAttempt(models.Model):
     """One try at handing an outbound message to R-Chat."""
 

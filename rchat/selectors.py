@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from . import crypto
-from .models import Broadcast, ChatRoom, Credential, Handover, Label, Message
+from .models import Broadcast, CannedResponse, ChatRoom, Credential, Handover, Label, Message
 
 # --- Inbox and API ----------------------------------------------------------------------
 # Each function here runs a fixed number of queries, whatever the number of rooms or
@@ -126,6 +126,28 @@ def _room_labels(condition):
 def label_list():
     """Every label, by name (case ignored)."""
     return Label.objects.all()
+
+
+def canned_for(user):
+    """The canned responses ``user`` may use: the shared ones and their own, by
+    shortcut (a personal one before a shared one of the same shortcut)."""
+    return CannedResponse.objects.filter(Q(owner__isnull=True) | Q(owner=user.pk)).order_by(
+        "shortcut", F("owner").asc(nulls_last=True), "id"
+    )
+
+
+def canned_matching(user, q=""):
+    """``canned_for(user)`` whose shortcut or title starts with / holds ``q``."""
+    q = (q or "").strip().removeprefix("/").lower()
+    canned = canned_for(user)
+    if q:
+        canned = canned.filter(Q(shortcut__startswith=q) | Q(title__icontains=q))
+    return canned
+
+
+def canned_by_shortcut(user, shortcut):
+    """The canned response ``/shortcut`` means for ``user`` (their own first), or None."""
+    return canned_for(user).filter(shortcut=shortcut.strip().lower()).first()
 
 
 def labels_named(names):

@@ -25,6 +25,7 @@ urlpatterns = [
     path(
         "inbox/<int:pk>/messages/<int:message_pk>/retry/", views.message_retry, name="inbox-retry"
     ),
+    path("inbox/<int:pk>/canned/", views.canned_list, name="inbox-canned"),
     path("inbox/<int:pk>/labels/add/", views.room_label_add, name="inbox-label-add"),
     path("inbox/<int:pk>/labels/remove/", views.room_label_remove, name="inbox-label-remove"),
     path("api/", include(("rchat.api.urls", "api"))),

@@ -9,6 +9,7 @@ reopening, taking a room over from the bot and returning it need
 ``rchat.reply_chatroom`` as well, checked again on every POST.
 """
 
+import json
 from urllib.parse import urlencode
 
 from django import forms
@@ -17,7 +18,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.translation import gettext as _
@@ -35,6 +36,8 @@ from .ui.rooms import room_handler_parts
 VIEW_PERMISSION = "rchat.view_chatroom"
 REPLY_PERMISSION = "rchat.reply_chatroom"
 ROOMS_PER_PAGE = 50
+#: How many canned responses the reply box suggests for "/…".
+CANNED_SUGGESTIONS = 10
 
 
 def can_see(view_func):
@@ -182,6 +185,45 @@ def _labels_context(room):
     }
 
 
+def _canned_items(request, room, canned):
+    """Canned responses as the reply box uses them: rendered for this room and agent."""
+    items = []
+    for item in canned:
+        type, data = services.canned_render(canned=item, room=room, agent=request.user)
+        items.append(
+            {
+                "shortcut": item.shortcut,
+                "title": item.title,
+                "shared": item.is_shared,
+                "type": type,
+                "data": data,
+            }
+        )
+    return items
+
+
+def _with_payloads(items):
+    """``items`` each with ``payload``, its type and data as JSON for the page's select."""
+    return [
+        {**item, "payload": json.dumps({"type": item["type"], "data": item["data"]})}
+        for item in items
+    ]
+
+
+def _posted_canned(request, room):
+    """``(type, data)`` of the canned response a posted text names ("/price" alone), or
+    None: typing the shortcut and sending works without the page's script."""
+    if request.POST.get("type", "text") != "text":
+        return None
+    text = request.POST.get("text", "").strip()
+    if not text.startswith("/") or len(text) < 2:
+        return None
+    canned = selectors.canned_by_shortcut(request.user, text[1:])
+    if canned is None:
+        return None
+    return services.canned_render(canned=canned, room=room, agent=request.user)
+
+
 def _get_room(pk):
     try:
         return selectors.room_get(pk=pk)
@@ -261,13 +303,13 @@ def conversation(request, pk):
             raise PermissionDenied(_("You may read this conversation but not reply to it."))
         form = ReplyForm(request.POST)
         if form.is_valid():
+            # "/price" alone is a valid text: the canned response it names, if any, is sent.
+            type, data = _posted_canned(request, room) or (
+                form.message_type(),
+                form.message_data(),
+            )
             try:
-                services.message_send(
-                    room=room,
-                    type=form.message_type(),
-                    data=form.message_data(),
-                    author=request.user,
-                )
+                services.message_send(room=room, type=type, data=data, author=request.user)
             except InvalidMessage as exc:
                 # What only the room can tell (closed, handled by the bot …).
                 form.add_service_errors(exc)
@@ -279,8 +321,29 @@ def conversation(request, pk):
     action = reverse("rchat:inbox-room", kwargs={"pk": room.pk})
     if context["querystring"]:
         action = f"{action}?{context['querystring']}"
-    context.update({"room": room, "form": form, "reply_action": action})
+    context.update(
+        {
+            "room": room,
+            "form": form,
+            "reply_action": action,
+            "canned_url": reverse("rchat:inbox-canned", kwargs={"pk": room.pk}),
+            "canned_items": _with_payloads(
+                _canned_items(request, room, selectors.canned_for(request.user))
+            ),
+        }
+    )
     return render(request, "rchat/conversation.html", context)
+
+
+@require_GET
+@can_reply
+def canned_list(request, pk):
+    """The agent's canned responses matching ``q`` (a shortcut's start, or part of a
+    title), rendered for this room, as JSON: ``{"results": [...]}`` for the reply box."""
+    room = _get_room(pk)
+    canned = selectors.canned_matching(request.user, request.GET.get("q", ""))
+    items = _canned_items(request, room, canned[:CANNED_SUGGESTIONS])
+    return JsonResponse({"results": items})
 
 
 @require_GET

@@ -5,7 +5,7 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
-from ..models import Broadcast, ChatRoom, Label, Message
+from ..models import Broadcast, CannedResponse, ChatRoom, Label, Message
 from ..selectors import ROOM_STATUSES, ROOM_VIEWS, BroadcastProgress
 from .permissions import VIEW_PERMISSION
 
@@ -19,6 +19,22 @@ class LabelSerializer(serializers.ModelSerializer):
     class Meta:
         model = Label
         fields = ["id", "name", "color", "description"]
+        read_only_fields = fields
+
+
+class CannedResponseSerializer(serializers.ModelSerializer):
+    """A canned response as stored: ``{name}`` and ``{agent}`` left in its text."""
+
+    data = serializers.JSONField(
+        read_only=True, help_text=_("The message's content; its shape depends on type.")
+    )
+    shared = serializers.BooleanField(
+        source="is_shared", read_only=True, help_text=_("Shared with everyone, else yours.")
+    )
+
+    class Meta:
+        model = CannedResponse
+        fields = ["id", "shortcut", "title", "type", "data", "shared", "created_at", "updated_at"]
         read_only_fields = fields
 
 

@@ -29,6 +29,7 @@ urlpatterns = [
     path("rooms/<int:pk>/hand-over/", api(views.RoomHandOverView), name="room-hand-over"),
     path("rooms/<int:pk>/labels/", api(views.RoomLabelsView), name="room-labels"),
     path("labels/", api(views.LabelListView), name="label-list"),
+    path("canned/", api(views.CannedListView), name="canned-list"),
     path(
         "rooms/<int:pk>/messages/<int:message_pk>/retry/",
         api(views.MessageRetryView),

@@ -33,6 +33,7 @@ from .serializers import (
     AssignSerializer,
     BroadcastCreateSerializer,
     BroadcastSerializer,
+    CannedResponseSerializer,
     ChatRoomSerializer,
     ErrorSerializer,
     HandOverSerializer,
@@ -396,6 +397,20 @@ class RoomLabelsView(_RoomActionView):
             )
         services.room_labels_set(room=room, labels=labels)
         return self.answer(room)
+
+
+@extend_schema(responses={200: CannedResponseSerializer(many=True)})
+class CannedListView(RChatAPIView, generics.ListAPIView):
+    """The caller's canned responses: the shared ones and their own, by shortcut.
+
+    Placeholders stay as written ({name}: the end user's name, {agent}: the agent's),
+    for the caller to fill in; in the inbox they are filled in for the open room.
+    """
+
+    serializer_class = CannedResponseSerializer
+
+    def get_queryset(self):
+        return selectors.canned_for(self.request.user)
 
 
 @extend_schema(responses={200: LabelSerializer(many=True)})

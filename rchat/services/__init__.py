@@ -5,12 +5,21 @@ these functions and answer; they do not write rows themselves. Functions are nam
 ``<thing>_<action>`` and take keyword arguments only. One module per part:
 ``credentials``, ``rooms``, ``outbound`` (queueing), ``delivery`` (sending),
 ``inbound`` (webhooks), ``handover`` (the bot or people), ``broadcasts`` (one message to
-many rooms), ``labels`` (tags on chat rooms), ``retention`` (deleting old webhook events
+many rooms), ``labels`` (tags on chat rooms), ``canned``
+(canned responses), ``retention`` (deleting old webhook events
 and delivery attempts) and ``staff`` (the operators' and agents' groups); every public
 function is importable from ``rchat.services`` itself.
 """
 
 from .broadcasts import broadcast_cancel, broadcast_create, broadcasts_settle
+from .canned import (
+    MANAGE_SHARED_PERMISSION,
+    canned_can_manage,
+    canned_check,
+    canned_delete,
+    canned_render,
+    canned_save,
+)
 from .credentials import (
     credential_check,
     credential_connect,
@@ -44,6 +53,7 @@ from .rooms import room_assign, room_close, room_get_or_create, room_mark_read, 
 from .staff import staff_groups_sync, staff_member_add
 
 __all__ = [
+    "MANAGE_SHARED_PERMISSION",
     "DrainResult",
     "InboundResult",
     "PurgeResult",
@@ -51,6 +61,11 @@ __all__ = [
     "broadcast_cancel",
     "broadcast_create",
     "broadcasts_settle",
+    "canned_can_manage",
+    "canned_check",
+    "canned_delete",
+    "canned_render",
+    "canned_save",
     "credential_check",
     "credential_connect",
     "credential_mark_invalid",

@@ -39,6 +39,8 @@
       if (event.target.type === "radio") showFieldsFor(form);
     });
     var text = form.querySelector("textarea");
+    // Before the Enter handler below: with the suggestions open, Enter picks one.
+    setUpCanned(form, text);
     if (text) {
       text.addEventListener("keydown", function (event) {
         if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
@@ -52,6 +54,143 @@
       var button = form.querySelector("[type=submit]");
       if (button) button.disabled = true;
     });
+  }
+
+  // --- Canned responses ---------------------------------------------------------------
+  // "/" at the start of the message and a shortcut's first letters list the matching
+  // canned responses (from the form's data-canned-url, rendered for this room and
+  // agent); ArrowDown / ArrowUp pick one, Enter or a click inserts it, Esc closes the
+  // list. The select under the box inserts one with the mouse. Without script,
+  // sending "/price" alone sends that canned response (the view does).
+  var CANNED_QUERY = /^\/([^\s\/]*)$/;
+  var CANNED_FIELDS = ["url", "name", "package_id", "sticker_id", "latitude", "longitude", "title"];
+
+  function cannedInsert(form, item) {
+    var text = form.querySelector("textarea");
+    var radio = form.querySelector('input[type=radio][name$="type"][value="' + item.type + '"]');
+    if (!radio) return;
+    var prefix = radio.name.slice(0, -"type".length);
+    radio.checked = true;
+    showFieldsFor(form);
+    if (item.type === "text") {
+      text.value = item.data;
+      text.focus();
+      text.setSelectionRange(text.value.length, text.value.length);
+      return;
+    }
+    if (text && CANNED_QUERY.test(text.value)) text.value = "";
+    var data = typeof item.data === "string" ? { url: item.data } : item.data || {};
+    CANNED_FIELDS.forEach(function (field) {
+      var input = form.querySelector('[name="' + prefix + field + '"]');
+      if (input) input.value = data[field] === undefined || data[field] === null ? "" : data[field];
+    });
+    var send = form.querySelector("[type=submit]");
+    if (send) send.focus();
+  }
+
+  function setUpCanned(form, text) {
+    var pickSelect = form.querySelector("[data-rchat-canned-pick]");
+    if (pickSelect) {
+      pickSelect.addEventListener("change", function () {
+        var option = pickSelect.options[pickSelect.selectedIndex];
+        var payload = option && option.getAttribute("data-payload");
+        if (payload) cannedInsert(form, JSON.parse(payload));
+        pickSelect.value = "";
+      });
+    }
+    var url = form.getAttribute("data-canned-url");
+    var list = document.getElementById("rchat-canned-suggest");
+    if (!text || !url || !list) return;
+    var items = [];
+    var active = -1;
+    var asked = 0;
+    text.setAttribute("aria-controls", list.id);
+    text.setAttribute("aria-autocomplete", "list");
+
+    function close() {
+      list.hidden = true;
+      list.innerHTML = "";
+      items = [];
+      active = -1;
+      text.removeAttribute("aria-activedescendant");
+    }
+
+    function mark(index) {
+      active = index;
+      Array.prototype.forEach.call(list.children, function (li, i) {
+        li.classList.toggle("is-active", i === index);
+        li.setAttribute("aria-selected", i === index ? "true" : "false");
+      });
+      if (index >= 0) {
+        text.setAttribute("aria-activedescendant", list.children[index].id);
+        list.children[index].scrollIntoView({ block: "nearest" });
+      }
+    }
+
+    function show(results) {
+      close();
+      items = results;
+      if (!items.length) return;
+      items.forEach(function (item, i) {
+        var li = document.createElement("li");
+        li.id = "rchat-canned-" + i;
+        li.setAttribute("role", "option");
+        var shortcut = document.createElement("strong");
+        shortcut.textContent = "/" + item.shortcut;
+        var title = document.createElement("span");
+        title.className = "rchat-canned-title";
+        title.textContent = item.title;
+        li.appendChild(shortcut);
+        li.appendChild(title);
+        // mousedown would take the focus from the message first.
+        li.addEventListener("mousedown", function (event) { event.preventDefault(); });
+        li.addEventListener("click", function () { pickItem(i); });
+        list.appendChild(li);
+      });
+      list.hidden = false;
+      mark(0);
+    }
+
+    function pickItem(index) {
+      var item = items[index];
+      close();
+      if (item) cannedInsert(form, item);
+    }
+
+    text.addEventListener("input", function () {
+      var match = CANNED_QUERY.exec(text.value);
+      if (!match) {
+        close();
+        return;
+      }
+      var ask = ++asked;
+      var sep = url.indexOf("?") === -1 ? "?" : "&";
+      fetch(url + sep + "q=" + encodeURIComponent(match[1]), {
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      })
+        .then(function (response) { return response.ok ? response.json() : { results: [] }; })
+        .then(function (body) {
+          // An older answer arriving late must not replace a newer one.
+          if (ask === asked && CANNED_QUERY.test(text.value)) show(body.results || []);
+        })
+        .catch(close);
+    });
+
+    text.addEventListener("keydown", function (event) {
+      if (list.hidden || !items.length || event.isComposing) return;
+      var handled = true;
+      if (event.key === "ArrowDown") mark((active + 1) % items.length);
+      else if (event.key === "ArrowUp") mark((active - 1 + items.length) % items.length);
+      else if (event.key === "Enter" || event.key === "Tab") pickItem(active < 0 ? 0 : active);
+      else if (event.key === "Escape") close();
+      else handled = false;
+      if (handled) {
+        event.preventDefault();
+        event.stopImmediatePropagation();
+      }
+    });
+    text.addEventListener("blur", function () { setTimeout(close, 150); });
   }
 
   function submit(form) {
