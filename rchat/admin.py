@@ -444,17 +444,34 @@ class LabelAdmin(RChatAdmin):
         )
 
 
+class CannedDataField(forms.JSONField):
+    """A text as typed (no quotes needed); an object or a quoted string as JSON."""
+
+    def to_python(self, value):
+        if (value or "").strip()[:1] in ("{", "[", '"'):
+            return super().to_python(value)
+        return value
+
+    def prepare_value(self, value):
+        return value if isinstance(value, str) else super().prepare_value(value)
+
+
 class CannedResponseForm(forms.ModelForm):
     type = forms.ChoiceField(label=_("type"), choices=[(t, t) for t in payloads.OUTBOUND_TYPES])
+    data = CannedDataField(
+        label=_("data"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text=_(
+            "A text as it is sent, or another type's data as JSON, such as "
+            '{"url": "https://…"}. {name} becomes the customer\'s name, {agent} yours.'
+        ),
+    )
 
     class Meta:
         model = CannedResponse
         fields = ["shortcut", "title", "type", "data", "owner"]
         help_texts = {
-            "data": _(
-                "The message as the API takes it: a text in quotes, or an object such as "
-                '{"url": "https://…"}. {name} becomes the customer\'s name, {agent} yours.'
-            ),
             "owner": _("Empty: shared with everyone. A user: personal to them."),
         }
 

@@ -287,6 +287,21 @@ def test_admin_without_the_permission_adds_only_personal_ones(client):
     assert CannedResponse.objects.get().owner == somsri
 
 
+def test_admin_takes_a_text_as_typed_and_other_types_as_json(client):
+    client.force_login(UserFactory(username="boss", is_superuser=True))
+    add = reverse("admin:rchat_cannedresponse_add")
+    body = {"title": "T", "owner": ""}
+    client.post(add, {**body, "shortcut": "hi", "type": "text", "data": "สวัสดีค่ะ คุณ{name}"})
+    client.post(
+        add, {**body, "shortcut": "pic", "type": "image", "data": '{"url": "https://e.com/a.png"}'}
+    )
+    saved = {c.shortcut: c.data for c in CannedResponse.objects.all()}
+    assert saved == {"hi": "สวัสดีค่ะ คุณ{name}", "pic": {"url": "https://e.com/a.png"}}
+    hi = CannedResponse.objects.get(shortcut="hi")
+    page = client.get(reverse("admin:rchat_cannedresponse_change", args=[hi.pk])).content.decode()
+    assert 'id="id_data">\nสวัสดีค่ะ คุณ{name}</textarea>' in page
+
+
 def test_admin_shows_why_a_message_or_shortcut_is_refused(client):
     canned("price")
     client.force_login(UserFactory(username="boss", is_superuser=True))
