@@ -57,10 +57,13 @@ def message_send(*, room, type, data, author=None, sender=None, rule=None):
         raise InvalidMessage(reason, errors={"sender": reason})
     data = payloads.outbound_validate(type, data)
     preview = payloads.outbound_preview(type, data)
-    if sender == Message.Sender.PERSON and room.handler == ChatRoom.Handler.BOT:
-        # Outside the transaction below: the take-over waits for a bot message a
-        # worker may be sending, which needs the room's lock to record.
-        handover.room_take_over(room=room, user=author)
+    if sender == Message.Sender.PERSON:
+        # Who handles the room now, not when the caller loaded it (a page open for a
+        # while). Outside the transaction below: the take-over waits for a bot message
+        # a worker may be sending, which needs the room's lock to record.
+        handler = ChatRoom.objects.filter(pk=room.pk).values_list("handler", flat=True)
+        if handler.first() == ChatRoom.Handler.BOT:
+            handover.room_take_over(room=room, user=author)
     with transaction.atomic():
         now = timezone.now()
         # Updating the room first locks it (the delivery record takes the same lock)
