@@ -8,11 +8,40 @@ A database already seeded to the same size is reused; seeding uses COPY.
 import argparse
 import statistics
 import time
+from urllib.parse import urlencode
 
 from .common import django_setup, progress, say, write_json
 
 USER = "bench-agent"
 BATCH = 50_000
+#: What the seeded messages say, in turn: Thai written as Thai is, without spaces
+#: between words, some English, and the old "ข้อความ / message" rows.
+PHRASES = (
+    "สวัสดีครับสนใจสินค้าตัวนี้ครับ",
+    "ราคาเท่าไหร่คะ",
+    "ส่งของวันไหนครับ",
+    "โอนเงินแล้วนะคะแนบสลิปให้แล้ว",
+    "ขอบคุณมากค่ะ",
+    "Is this still available?",
+    "มีสีอื่นไหมคะ",
+    "ข้อความ / message",
+)
+#: Rarer messages, every RARE-th (about 0.08 %): what a search looks for in a haystack.
+#: Not near a multiple of 100 (a room's messages): they land in open and closed rooms.
+RARE = 1237
+RARE_TEXT = "ขอคืนเงินค่ะสินค้าชำรุด Please REFUND my order"
+#: Searches timed, by what they show: (page, query). "common" matches one message in
+#: eight, "rare" one in RARE, "none" no message (only rooms' names hold it).
+SEARCHES = (
+    ("search: Thai word, common", "/rchat/inbox/search/", "ข้อความ"),
+    ("search: Thai in a run, rare", "/rchat/inbox/search/", "คืนเงิน"),
+    ("search: English any case, rare", "/rchat/inbox/search/", "refund"),
+    ("search: Thai and digits, none", "/rchat/inbox/search/", "ลูกค้า 12"),
+    ("search API: Thai in a run, rare", "/rchat/api/messages/search/", "คืนเงิน"),
+    ("room list q: Thai, common", "/rchat/inbox/", "ข้อความ"),
+    ("room list q: Thai in a run, rare", "/rchat/inbox/", "คืนเงิน"),
+    ("room list q: 2 letters (names only)", "/rchat/inbox/", "12"),
+)
 
 
 def seeded_size():
@@ -37,7 +66,8 @@ def seed(rooms, messages):
         raw = cursor.cursor
         with raw.copy(
             "COPY rchat_chatroom (id, credential_id, chat_id, channel, display_name, avatar_url,"
-            " status, last_message_at, last_message_preview, unread_count, created_at)"
+            " status, last_message_at, last_message_preview, unread_count, created_at,"
+            " handler, handover_reason)"
             " FROM STDIN"
         ) as copy:
             for n in range(1, rooms + 1):
@@ -55,6 +85,8 @@ def seed(rooms, messages):
                         f"ข้อความล่าสุด {n}",
                         n % 4,
                         start,
+                        "people",
+                        "",
                     )
                 )
         say(f"  seeded {rooms} chat rooms")
@@ -63,13 +95,15 @@ def seed(rooms, messages):
             chunk = min(BATCH, messages - written)
             with raw.copy(
                 "COPY rchat_message (id, room_id, direction, type, data, text, status,"
-                " external_id, dedup_key, extra, attempts, last_error, created_at, updated_at)"
+                " external_id, dedup_key, extra, attempts, last_error, created_at, updated_at,"
+                " sender)"
                 " FROM STDIN"
             ) as copy:
                 for n in range(written + 1, written + chunk + 1):
                     room = (n - 1) // per_room % rooms + 1
                     inbound = n % 3 != 0
-                    text = f"ข้อความ {n} / message {n}"
+                    phrase = RARE_TEXT if n % RARE == 0 else PHRASES[n % len(PHRASES)]
+                    text = f"{phrase} {n}"
                     at = start + timezone.timedelta(seconds=n)
                     copy.write_row(
                         (
@@ -87,6 +121,7 @@ def seed(rooms, messages):
                             "",
                             at,
                             at,
+                            "" if inbound else "person",
                         )
                     )
             written += chunk
@@ -96,8 +131,11 @@ def seed(rooms, messages):
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
                 f"(SELECT MAX(id) FROM {table}))"
             )
-        cursor.execute("ANALYZE rchat_chatroom")
-        cursor.execute("ANALYZE rchat_message")
+        # VACUUM as well: the benchmark's PostgreSQL may run without autovacuum, and an
+        # unvacuumed table has no visibility map (no index-only scans) and a GIN
+        # pending list the first searches would have to read.
+        cursor.execute("VACUUM ANALYZE rchat_chatroom")
+        cursor.execute("VACUUM ANALYZE rchat_message")
 
 
 def measure(repeats):
@@ -120,6 +158,7 @@ def measure(repeats):
         "api rooms": "/rchat/api/rooms/",
         "api messages": f"/rchat/api/rooms/{room.pk}/messages/",
     }
+    pages.update({name: f"{path}?{urlencode({'q': q})}" for name, path, q in SEARCHES})
     figures = {}
     for name, url in pages.items():
         client.get(url)  # warm caches and connections
@@ -136,6 +175,8 @@ def measure(repeats):
             "url": url,
             "ms": round(statistics.median(times) * 1000, 2),
             "queries": queries,
+            # Every round, in order: run.py pairs them with the other database's.
+            "runs": [round(t * 1000, 2) for t in times],
         }
     return figures
 

@@ -136,6 +136,10 @@ else:
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# Uploads (rchat's attachments) are kept under var/media by Django's default storage.
+# No MEDIA_URL is served: rchat serves each attachment itself, at a URL with its key
+# (docs/deployment.md, "Attachments").
+MEDIA_ROOT = VAR_DIR / "media"
 
 # --- Protecting the site: sign-in lockouts and a Content-Security-Policy ----------------
 # django-axes counts failed sign-ins on every login form (rchat's /rchat/login/ and

@@ -11,13 +11,16 @@ from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, F, Q
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
+from django.utils.text import smart_split, unescape_string_literal
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext, ngettext_lazy
 
@@ -30,6 +33,7 @@ from .bots.admin import replay_action
 from .bots.stats import bot_stats
 from .exceptions import InvalidMessage, RChatAPIError, RChatConfigurationError, RChatError
 from .models import (
+    Attachment,
     Broadcast,
     CannedResponse,
     ChatRoom,
@@ -41,8 +45,9 @@ from .models import (
     WebhookEvent,
 )
 from .services.broadcasts import SKIP_REASONS
-from .ui.messages import message_parts, person_name
-from .ui.reply import ReplyForm
+from .ui.messages import person_name, with_parts
+from .ui.presence import presence_answer
+from .ui.reply import ReplyForm, reply_send
 from .ui.rooms import room_handler_parts
 
 
@@ -93,6 +98,30 @@ class CredentialForm(forms.ModelForm):
             except ValueError as exc:
                 raise forms.ValidationError(str(exc)) from exc
         return cleaned
+
+
+def _search_words(term):
+    """The words of an admin search, as Django splits them: "quoted phrases" whole."""
+    for bit in smart_split(term):
+        if bit[:1] in ('"', "'") and bit[-1:] == bit[:1] and len(bit) > 1:
+            bit = unescape_string_literal(bit)
+        if bit.strip():
+            yield bit.strip()
+
+
+class SubstringSearch:
+    """Admin's search box through rchat.search: every word must match
+    ``search_condition(word)`` (a Q), a substring in any script and case, served by the
+    trigram indexes on PostgreSQL. ``search_fields`` only says a box is shown."""
+
+    def search_condition(self, word):
+        raise NotImplementedError
+
+    def get_search_results(self, request, queryset, search_term):
+        for word in _search_words(search_term):
+            queryset = queryset.filter(self.search_condition(word))
+        # Conditions, not joins: a row never comes twice.
+        return queryset, False
 
 
 class RChatAdmin(admin.ModelAdmin):
@@ -315,16 +344,6 @@ def _pretty_json(value):
     )
 
 
-def message_bubble(message):
-    """How one message is drawn in the admin conversation (a dict for the template):
-    the inbox's renderer (``rchat.ui.messages``), and which side the bubble is on."""
-    return {
-        **message_parts(message),
-        "message": message,
-        "outbound": message.direction == Message.Direction.OUT,
-    }
-
-
 # --- Chat rooms ----------------------------------------------------------------------------
 
 
@@ -370,6 +389,8 @@ class BroadcastForm(ReplyForm):
         help_text=_("Optional; shown in the list of broadcasts."),
     )
     ERROR_FIELDS = {**ReplyForm.ERROR_FIELDS, "name": "broadcast_name"}
+    # A broadcast sends one message to many rooms; a file is uploaded for one room.
+    file = None
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -580,7 +601,7 @@ class CannedResponseAdmin(RChatAdmin):
 
 
 @admin.register(ChatRoom)
-class ChatRoomAdmin(RChatAdmin):
+class ChatRoomAdmin(SubstringSearch, RChatAdmin):
     """Conversations: a list to triage, and a change page to read and answer."""
 
     #: Messages shown on the change page (the newest ones); older ones are in the
@@ -615,6 +636,11 @@ class ChatRoomAdmin(RChatAdmin):
     ]
     search_fields = ["chat_id", "display_name", "messages__text"]
     search_help_text = _("Chat id, end user's name or message text.")
+
+    def search_condition(self, word):
+        # The inbox's search (one or two letters: names and labels only).
+        return selectors.room_matches(word)
+
     fields = [
         ("credential", "channel"),
         ("chat_id", "display_name"),
@@ -883,6 +909,20 @@ class ChatRoomAdmin(RChatAdmin):
                 view(self.return_to_bot_view),
                 name="rchat_chatroom_return_to_bot",
             ),
+            # The conversation, live (admin_live.js polls it) ...
+            path("<path:object_id>/live/", view(self.live_view), name="rchat_chatroom_live"),
+            # ... who else has it open (presence.js reports it) ...
+            path(
+                "<path:object_id>/presence/",
+                view(self.presence_view),
+                name="rchat_chatroom_presence",
+            ),
+            # ... and sending a failed reply again from it.
+            path(
+                "<path:object_id>/messages/<int:message_pk>/retry/",
+                view(self.retry_view),
+                name="rchat_chatroom_retry",
+            ),
             *super().get_urls(),
         ]
 
@@ -927,7 +967,7 @@ class ChatRoomAdmin(RChatAdmin):
         if request.method == "POST" and "_reply" in request.POST:
             if not self.has_reply_permission(request, room):
                 raise PermissionDenied
-            reply_form = ReplyForm(request.POST, prefix="reply")
+            reply_form = ReplyForm(request.POST, request.FILES, prefix="reply")
             if reply_form.is_valid() and self._send_reply(request, room, reply_form):
                 return HttpResponseRedirect(request.path + "#rchat-reply")
             # Show the page again with the reply form and its errors; the room's own
@@ -946,12 +986,7 @@ class ChatRoomAdmin(RChatAdmin):
 
     def _send_reply(self, request, room, form):
         try:
-            services.message_send(
-                room=room,
-                type=form.message_type(),
-                data=form.message_data(),
-                author=request.user,
-            )
+            reply_send(form, room=room, request=request)
         except InvalidMessage as exc:
             # What only the room can tell (closed, handled by the bot …).
             form.add_service_errors(exc)
@@ -959,11 +994,17 @@ class ChatRoomAdmin(RChatAdmin):
         self.message_user(request, _("Reply queued for delivery."), messages.SUCCESS)
         return True
 
-    def conversation_context(self, request, room):
-        """The newest messages of ``room`` as chat bubbles (one query)."""
+    def conversation_context(self, request, room, present=None):
+        """The newest messages of ``room`` drawn by the inbox's template
+        (``rchat/_message.html``), with what the live poll needs (a fixed number of
+        queries, whatever the length of the thread)."""
         thread, more = selectors.room_conversation(room=room, limit=self.conversation_limit)
+        since_id = thread[0].pk if thread else 0
+        if present is None:
+            present = selectors.room_presence(room=room, user=request.user)
         return {
-            "conversation": [message_bubble(message) for message in thread],
+            "room": room,
+            "conversation": with_parts(thread),
             "conversation_truncated": more,
             "room_messages_url": reverse("admin:rchat_message_changelist")
             + f"?room__id__exact={room.pk}",
@@ -971,7 +1012,74 @@ class ChatRoomAdmin(RChatAdmin):
             "handling": room_handler_parts(room),
             "take_over_url": reverse("admin:rchat_chatroom_take_over", args=[room.pk]),
             "return_to_bot_url": reverse("admin:rchat_chatroom_return_to_bot", args=[room.pk]),
+            "present": present,
+            "live_url": reverse("admin:rchat_chatroom_live", args=[room.pk]),
+            "presence_url": reverse("admin:rchat_chatroom_presence", args=[room.pk]),
+            "since_id": since_id,
+            "version": self._live_version(room, since_id, present),
         }
+
+    # --- the conversation, live ---
+    # admin_live.js asks live_view every two seconds for the conversation; it answers
+    # 204 while nothing shown changed (new messages, a reply's status, who else is
+    # there), and the conversation's HTML otherwise. presence.js reports to
+    # presence_view that the operator has the room open, or types in it.
+
+    @staticmethod
+    def _live_version(room, since_id, present):
+        version = selectors.room_thread_version(room=room, since_id=since_id)
+        return f"{version}.{selectors.presence_version(present)}"
+
+    def _viewable_room(self, request, object_id):
+        room = self.get_object(request, unquote(object_id))
+        if room is None:
+            raise Http404(_("No such chat room."))
+        if not self.has_view_permission(request, room):
+            raise PermissionDenied
+        return room
+
+    def live_view(self, request, object_id):
+        """The conversation alone, for the change page's poll: 204 while ``v`` is current."""
+        if request.method != "GET":
+            return HttpResponseNotAllowed(["GET"])
+        room = self._viewable_room(request, object_id)
+        since = request.GET.get("since", "")
+        since_id = int(since) if since.isdigit() else 0
+        present = selectors.room_presence(room=room, user=request.user)
+        if request.GET.get("v") == self._live_version(room, since_id, present):
+            return HttpResponse(status=204)
+        # The operator is looking at the conversation: what arrives is read.
+        services.room_mark_read(room=room)
+        context = self.conversation_context(request, room, present=present)
+        return TemplateResponse(request, "admin/rchat/chatroom/_conversation.html", context)
+
+    def presence_view(self, request, object_id):
+        """The page's beat: ``state`` is "viewing", "typing" or "left"; 204, or 400 with
+        the reason as JSON."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        room = self._viewable_room(request, object_id)
+        return presence_answer(request, room)
+
+    def retry_view(self, request, object_id, message_pk):
+        """Send a failed reply of this chat room again (POST), then back to it."""
+        room = self._viewable_room(request, object_id)
+        if request.method != "POST" or not self.has_reply_permission(request, room):
+            raise PermissionDenied
+        message = get_object_or_404(
+            Message, pk=message_pk, room=room, direction=Message.Direction.OUT
+        )
+        try:
+            services.message_retry(message=message)
+        except InvalidMessage as exc:
+            self.message_user(
+                request, _("Could not retry: %(reason)s") % {"reason": exc}, messages.ERROR
+            )
+        else:
+            self.message_user(request, _("Message queued again."), messages.SUCCESS)
+        return HttpResponseRedirect(
+            reverse("admin:rchat_chatroom_change", args=[room.pk]) + f"#message-{message.pk}"
+        )
 
     # --- overview ---
 
@@ -1151,7 +1259,7 @@ class DeliveryAttemptInline(admin.TabularInline):
         return False
 
 
-class MessageAdmin(RChatAdmin):
+class MessageAdmin(SubstringSearch, RChatAdmin):
     """Every message in and out; failed ones can be sent again."""
 
     list_display = [
@@ -1169,6 +1277,11 @@ class MessageAdmin(RChatAdmin):
     list_select_related = ["room"]
     list_filter = ["status", "direction", "sender", "type", "room__credential", "created_at"]
     search_fields = ["text", "external_id", "room__chat_id", "room__display_name"]
+    search_help_text = _("Text, the chat room's chat id or end user's name, or R-Chat's id.")
+
+    def search_condition(self, word):
+        return selectors.message_matches(word)
+
     date_hierarchy = "created_at"
     inlines = [DeliveryAttemptInline]
     fields = [
@@ -1538,3 +1651,55 @@ class BroadcastAdmin(RChatAdmin):
 
 admin.site.register(Message, MessageAdmin)
 admin.site.register(WebhookEvent, WebhookEventAdmin)
+
+
+# --- Attachments ---------------------------------------------------------------------------
+
+
+@admin.register(Attachment)
+class AttachmentAdmin(RChatAdmin):
+    """Images and files agents and bots uploaded to send; read-only, deletable.
+
+    Uploaded only from a reply (the reply box, the API): a file is kept with the
+    message that sends it. Deleting one deletes its file from the storage too, and
+    the URL its message carried answers 404 from then on.
+    """
+
+    list_display = ["name", "kind", "size_display", "room", "uploaded_by", "created_at", "link"]
+    list_select_related = ["room", "uploaded_by"]
+    list_filter = ["kind", "content_type", "created_at"]
+    search_fields = ["name", "room__chat_id", "room__display_name"]
+    date_hierarchy = "created_at"
+    fields = [
+        ("name", "link"),
+        ("kind", "content_type", "size_display"),
+        ("room", "uploaded_by", "created_at"),
+    ]
+    readonly_fields = fields[0] + fields[1] + fields[2]
+
+    def has_add_permission(self, request):
+        # Kept by services.attachment_store from a reply, never added by hand.
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def delete_model(self, request, obj):
+        services.attachment_delete(attachment=obj)
+
+    def delete_queryset(self, request, queryset):
+        for attachment in queryset:
+            services.attachment_delete(attachment=attachment)
+
+    @admin.display(description=_("size"), ordering="size")
+    def size_display(self, obj):
+        return filesizeformat(obj.size)
+
+    @admin.display(description=_("file"))
+    def link(self, obj):
+        # Labelled by its name: the URL carries the key, which need not be read out.
+        return format_html(
+            '<a href="{}" target="_blank" rel="noopener noreferrer">{}</a>',
+            obj.get_absolute_url(),
+            _("Open"),
+        )

@@ -51,6 +51,7 @@ def check_settings(app_configs=None, **kwargs):
     errors.extend(_check_encryption_keys())
     errors.extend(_check_broker())
     errors.extend(_check_send_rate())
+    errors.extend(_check_attachments())
     return errors
 
 
@@ -149,6 +150,49 @@ def _check_bot():
                     id="rchat.E011",
                 )
             )
+    return problems
+
+
+def _unknown_alias(setting, alias, where, hint, id):
+    """An rchat setting naming an alias that settings.<where> does not have."""
+    return Error(
+        f"RCHAT[{setting!r}] = {alias!r} is not one of settings.{where}.", hint=hint, id=id
+    )
+
+
+def _check_attachments():
+    # Attachments are off when no type is accepted (the reply box has no file input).
+    if not get_setting("ATTACHMENT_TYPES"):
+        return []
+    problems = []
+    alias = get_setting("ATTACHMENT_STORAGE")
+    # Django fills in "default" and "staticfiles" when a site does not set STORAGES.
+    if alias not in {"default", "staticfiles", *getattr(settings, "STORAGES", {})}:
+        problems.append(
+            _unknown_alias(
+                "ATTACHMENT_STORAGE",
+                alias,
+                "STORAGES",
+                'Add it to STORAGES, or leave ATTACHMENT_STORAGE out for "default".',
+                "rchat.E012",
+            )
+        )
+    if not get_setting("SITE_URL") and not settings.DEBUG:
+        problems.append(
+            Warning(
+                gettext(
+                    'RCHAT["SITE_URL"] is empty: the URLs R-Chat fetches attachments from '
+                    "are made from each upload's request, on the host and scheme it came "
+                    "with. Behind a proxy that may be an address R-Chat cannot reach."
+                ),
+                hint=gettext(
+                    'Set RCHAT["SITE_URL"] to the site\'s public origin, e.g. '
+                    'https://shop.example.com, or RCHAT["ATTACHMENT_TYPES"] = [] to turn '
+                    "attachments off."
+                ),
+                id="rchat.W006",
+            )
+        )
     return problems
 
 
@@ -272,6 +316,30 @@ def check_throttle_cache(app_configs=None, **kwargs):
             hint="Point CACHES (or RCHAT['THROTTLE_CACHE']) at a cache every process shares, "
             "e.g. django.core.cache.backends.redis.RedisCache.",
             id="rchat.W004",
+        )
+    ]
+
+
+@register(Tags.caches)
+def check_presence_cache(app_configs=None, **kwargs):
+    """Who else is viewing or typing is only known across processes in a shared cache."""
+    alias = get_setting("PRESENCE_CACHE")
+    caches = getattr(settings, "CACHES", {}) or {}
+    if alias not in caches:
+        hint = f"Use one of: {', '.join(caches) or 'none defined'}."
+        return [_unknown_alias("PRESENCE_CACHE", alias, "CACHES", hint, "rchat.E013")]
+    backend = caches[alias].get("BACKEND", "")
+    # With DEBUG on, one runserver process is the usual case, and it works there.
+    if settings.DEBUG or backend not in PER_PROCESS_CACHES:
+        return []
+    return [
+        Warning(
+            f"Presence (who else is viewing or typing in a conversation) is kept in the cache "
+            f"{alias!r} ({backend.rsplit('.', 1)[-1]}), which each process keeps for itself: "
+            "agents served by different processes do not see each other.",
+            hint="Point CACHES (or RCHAT['PRESENCE_CACHE']) at a cache every process shares, "
+            "e.g. django.core.cache.backends.redis.RedisCache.",
+            id="rchat.W007",
         )
     ]
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -385,6 +385,13 @@ def _url_name(value):
         name = urlsplit(value.strip()).path.rstrip("/").rsplit("/", 1)[-1]
         return name or value.strip()
     return value.strip()
+
+
+def url_file_name(url):
+    """The file name an http(s) URL ends with, decoded ("ใบเสร็จ.pdf"); "" for none."""
+    if not is_http_url(url):
+        return ""
+    return unquote(urlsplit(url.strip()).path.rstrip("/").rsplit("/", 1)[-1]).strip()
 
 
 def _timestamp(value):

@@ -4,6 +4,7 @@ import dataclasses
 import threading
 from datetime import datetime, time, timedelta
 from time import monotonic
+from time import time as time_now
 
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet
 from django.db.models.functions import TruncDate
@@ -11,8 +12,17 @@ from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
-from . import crypto
-from .models import Broadcast, CannedResponse, ChatRoom, Credential, Handover, Label, Message
+from . import crypto, presence, search
+from .models import (
+    Attachment,
+    Broadcast,
+    CannedResponse,
+    ChatRoom,
+    Credential,
+    Handover,
+    Label,
+    Message,
+)
 
 # --- Inbox and API ----------------------------------------------------------------------
 # Each function here runs a fixed number of queries, whatever the number of rooms or
@@ -71,11 +81,12 @@ def room_list(
     ``view`` is one of ``ROOM_VIEWS`` (``mine`` is relative to ``user``; "unassigned"
     is the rooms people handle that nobody has taken, "bot" those the bot handles),
     ``status`` one of ``ROOM_STATUSES``; ``q`` matches the chat id, the end user's name
-    or the text of any message in the room; ``credential`` (a Credential or its pk) or
-    ``credential_name`` keeps only that account's rooms; ``chat_id`` is R-Chat's id,
-    matched exactly; ``handler`` ("bot" or "people", "" for either) who handles them;
-    ``label`` a label's name (any case) or id keeps the rooms that have it (no room
-    for a label that does not exist). ``q`` matches label names too.
+    or the text of any message in the room (``room_matches``); ``credential`` (a
+    Credential or its pk) or ``credential_name`` keeps only that account's rooms;
+    ``chat_id`` is R-Chat's id, matched exactly; ``handler`` ("bot" or "people", ""
+    for either) who handles them; ``label`` a label's name (any case) or id keeps the
+    rooms that have it (no room for a label that does not exist). ``q`` matches label
+    names too.
     """
     rooms = _rooms()
     condition = _views(user).get(view)
@@ -97,16 +108,36 @@ def room_list(
         rooms = rooms.filter(Exists(_room_labels(label_matches(label, prefix="label__"))))
     q = (q or "").strip()
     if q:
-        in_messages = Message.objects.filter(room=OuterRef("pk"), text__icontains=q)
-        labelled = _room_labels(Q(label__name__icontains=q))
-        rooms = rooms.filter(
-            Q(chat_id__icontains=q)
-            | Q(display_name__icontains=q)
-            | Q(Exists(in_messages))
-            | Q(Exists(labelled))
-        )
+        rooms = rooms.filter(room_matches(q))
     # The same order as the rchat_room_inbox / rchat_room_assignee indexes.
     return rooms.order_by("-last_message_at", "-id")
+
+
+def room_matches(q):
+    """A condition on rooms: ``q`` (stripped, not empty) is in the chat id, the end
+    user's name, a label's name, or, when it is long enough for the trigram index
+    (``search.can_search_messages``), the text of one of the room's messages.
+
+    Any case, ``%`` and ``_`` literal, in any script (a substring, not words). A
+    shorter query leaves message text out: the inbox polls its room list every two
+    seconds, and one or two letters would read every message each time.
+    """
+    condition = Q(search.contains("chat_id", q)) | Q(search.contains("display_name", q))
+    condition |= Q(Exists(_room_labels(Q(search.contains("label__name", q)))))
+    if search.can_search_messages(q):
+        # IN (SELECT DISTINCT room_id ...), not EXISTS: PostgreSQL costs an EXISTS
+        # inside OR as if it ran once per room (it runs once, hashed), and at a million
+        # messages that estimate starts JIT compilation, which alone took ~175 ms of a
+        # 6 ms query. DISTINCT keeps the hashed list to one id per room however many
+        # messages match.
+        rooms_with_text = (
+            Message.objects.filter(search.contains("text", q))
+            .order_by()
+            .values("room_id")
+            .distinct()
+        )
+        condition |= Q(pk__in=rooms_with_text)
+    return condition
 
 
 def label_matches(value, prefix=""):
@@ -148,6 +179,13 @@ def canned_matching(user, q=""):
 def canned_by_shortcut(user, shortcut):
     """The canned response ``/shortcut`` means for ``user`` (their own first), or None."""
     return canned_for(user).filter(shortcut=shortcut.strip().lower()).first()
+
+
+def attachment_by_key(key):
+    """The attachment whose key is ``key``, or None (the key is its URL's secret)."""
+    if not key or len(key) > Attachment._meta.get_field("key").max_length:
+        return None
+    return Attachment.objects.filter(key=key).first()
 
 
 def labels_named(names):
@@ -222,6 +260,108 @@ def room_thread_version(*, room, since_id):
     changed = shown["changed"].timestamp() if shown["changed"] else 0
     counts = "-".join(str(shown[status]) for status in Message.Status.values)
     return f"{counts}.{shown['last_id'] or 0}.{changed:.6f}.{room.status}.{room.assignee_id or 0}"
+
+
+# --- Presence: who else has a conversation open ------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Presence:
+    """A colleague on the same conversation: their name, and whether they are typing."""
+
+    user_id: int
+    name: str
+    typing: bool
+
+
+def room_presence(*, room, user, now=None):
+    """The other agents who have ``room`` open (``user`` left out), typing ones first,
+    then by name. Read from the cache (``rchat.presence``): no database query."""
+    now = time_now() if now is None else now
+    present = [
+        Presence(
+            user_id=user_id,
+            name=name,
+            typing=bool(typed) and now - typed < presence.TYPING_SECONDS,
+        )
+        for user_id, (name, _seen, typed) in presence.entries(room.pk, now=now).items()
+        if user_id != user.pk
+    ]
+    return sorted(present, key=lambda p: (not p.typing, p.name, p.user_id))
+
+
+def presence_version(present):
+    """A short string that changes when someone comes, goes, starts or stops typing
+    (not with every beat): part of the polls' versions."""
+    return "-".join(f"{p.user_id}{'t' if p.typing else 'v'}" for p in present)
+
+
+# --- Search ----------------------------------------------------------------------------
+# Substrings, not words (Thai has no spaces between them), through rchat.search's
+# lookup, which the trigram indexes of migration 0009 serve on PostgreSQL.
+
+#: Matching messages the inbox's search page shows at once; older ones are a link away.
+SEARCH_PAGE = 20
+
+
+def message_search(*, user, q, view="all", before=None):
+    """Messages whose text holds ``q`` (any case, any script, ``%``/``_`` literal),
+    newest first, each with its room and its author, in one query.
+
+    ``view`` (one of ``ROOM_VIEWS``, relative to ``user``) keeps the messages of those
+    rooms; ``before`` (a message id) only older messages, to page on. Every status of
+    room is searched. A query without ``search.MIN_RUN`` letters or digits in a row
+    matches nothing (``search.can_search_messages``): the index cannot serve it.
+    Unbounded: callers slice it (the inbox ``SEARCH_PAGE`` rows, the API a page).
+    """
+    q = (q or "").strip()
+    if not search.can_search_messages(q):
+        return Message.objects.none()
+    messages = (
+        Message.objects.filter(search.contains("text", q))
+        .select_related("room", "author")
+        .annotate(credential_name=F("room__credential__name"))
+        .order_by("-id")
+    )
+    condition = _views(user).get(view)
+    if condition is not None:
+        messages = messages.filter(room__in=ChatRoom.objects.filter(condition).values("pk"))
+    if before:
+        messages = messages.filter(id__lt=before)
+    return messages
+
+
+def message_search_page(*, user, q, view="all", before=None, limit=SEARCH_PAGE):
+    """One page of ``message_search``: ``(messages newest first, whether older ones
+    match too)``."""
+    rows = list(message_search(user=user, q=q, view=view, before=before)[: limit + 1])
+    return rows[:limit], len(rows) > limit
+
+
+#: Most rooms and external ids a message search word looks up before the messages.
+SEARCH_LOOKUP_LIMIT = 10_000
+
+
+def message_matches(q):
+    """A condition on messages for admin's search box: ``q`` is in the text (any
+    length: an operator's one search, not a poll), in the room's chat id or end user's
+    name, or is the message's R-Chat id exactly.
+
+    The rooms and the external id are looked up first (two small queries), so the
+    condition on messages is all indexed conditions, which PostgreSQL combines
+    (BitmapOr): the text's trigram index, the thread index by room, the primary key.
+    The external id has no index of its own (one more write per message stored):
+    looking it up scans for equality once, which is cheap next to scanning text.
+    """
+    rooms = ChatRoom.objects.filter(
+        Q(search.contains("chat_id", q)) | Q(search.contains("display_name", q))
+    ).values_list("pk", flat=True)
+    by_id = Message.objects.filter(external_id=q).values_list("pk", flat=True)
+    return (
+        Q(search.contains("text", q))
+        | Q(room__in=list(rooms[:SEARCH_LOOKUP_LIMIT]))
+        | Q(pk__in=list(by_id[:SEARCH_LOOKUP_LIMIT]))
+    )
 
 
 # --- Who handles a room: hand-overs ----------------------------------------------------

@@ -15,6 +15,7 @@ urlpatterns = [
     # --- Agent inbox and REST API
     path("inbox/", views.inbox, name="inbox"),
     path("inbox/rooms/", views.room_list_partial, name="inbox-rooms"),
+    path("inbox/search/", views.message_search, name="inbox-search"),
     path("inbox/<int:pk>/", views.conversation, name="inbox-room"),
     path("inbox/<int:pk>/thread/", views.thread_partial, name="inbox-thread"),
     path("inbox/<int:pk>/assign/", views.room_assign, name="inbox-assign"),
@@ -28,5 +29,9 @@ urlpatterns = [
     path("inbox/<int:pk>/canned/", views.canned_list, name="inbox-canned"),
     path("inbox/<int:pk>/labels/add/", views.room_label_add, name="inbox-label-add"),
     path("inbox/<int:pk>/labels/remove/", views.room_label_remove, name="inbox-label-remove"),
+    # --- Presence: who else has a conversation open, or types in it
+    path("inbox/<int:pk>/presence/", views.room_presence, name="inbox-presence"),
     path("api/", include(("rchat.api.urls", "api"))),
+    # --- Attachments: what R-Chat fetches (no login; the key is the secret)
+    path("files/<str:key>/<str:name>", views.attachment, name="attachment"),
 ]

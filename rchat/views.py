@@ -15,22 +15,32 @@ from urllib.parse import urlencode
 from django import forms
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import (
+    login_not_required,
+    login_required,
+    permission_required,
+)
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseNotFound, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import (
+    require_GET,
+    require_http_methods,
+    require_POST,
+    require_safe,
+)
 
-from . import selectors, services
+from . import search, selectors, services
 from .exceptions import InvalidMessage
 from .forms import RoomFilterForm
 from .models import ChatRoom, Message
-from .ui.messages import message_parts
-from .ui.reply import ReplyForm
+from .ui.messages import with_parts
+from .ui.presence import presence_answer
+from .ui.reply import ReplyForm, reply_send
 from .ui.rooms import room_handler_parts
 
 VIEW_PERMISSION = "rchat.view_chatroom"
@@ -145,34 +155,38 @@ def _room_list_context(request, filters, current=None):
     }
 
 
-def _thread_context(request, room):
+def _thread_context(request, room, present=None):
     before = request.GET.get("before")
     before = int(before) if before and before.isdigit() else None
     thread, has_older = selectors.room_conversation(room=room, before=before)
-    for message in thread:
-        message.parts = message_parts(message)
+    with_parts(thread)
     since_id = thread[0].pk if thread else 0
+    if present is None:
+        present = selectors.room_presence(room=room, user=request.user)
     return {
         "thread": thread,
         "has_older": has_older,
         "older_before": since_id,
         "paging_back": before is not None,
         "since_id": since_id,
-        "version": _thread_version(room, since_id),
+        "version": _thread_version(room, since_id, present),
         "can_reply": request.user.has_perm(REPLY_PERMISSION),
+        # Who else has the conversation open: in the version, so the thread is drawn
+        # again when someone comes, goes or starts typing, not at every beat.
+        "present": present,
         "handling": room_handler_parts(room),
         **_labels_context(room),
     }
 
 
-def _thread_version(room, since_id):
+def _thread_version(room, since_id, present):
     # The header says who handles the room: a hand-over (the bot's, or a colleague's
     # take-over) must reach an open page even when no message changed.
     since = room.handler_since.timestamp() if room.handler_since else 0
     version = selectors.room_thread_version(room=room, since_id=since_id)
     # And its labels: a colleague's change shows without a new message.
     labels = "-".join(str(label.pk) for label in room.labels.all())
-    return f"{version}.{room.handler}.{since:.6f}.{labels}"
+    return f"{version}.{room.handler}.{since:.6f}.{labels}.{selectors.presence_version(present)}"
 
 
 def _labels_context(room):
@@ -301,15 +315,13 @@ def conversation(request, pk):
     if request.method == "POST":
         if not request.user.has_perm(REPLY_PERMISSION):
             raise PermissionDenied(_("You may read this conversation but not reply to it."))
-        form = ReplyForm(request.POST)
+        form = ReplyForm(request.POST, request.FILES)
         if form.is_valid():
-            # "/price" alone is a valid text: the canned response it names, if any, is sent.
-            type, data = _posted_canned(request, room) or (
-                form.message_type(),
-                form.message_data(),
-            )
+            # "/price" alone is a valid text: the canned response it names, if any, is
+            # sent (not beside a file: then the text is sent as typed).
+            canned = None if form.upload() else _posted_canned(request, room)
             try:
-                services.message_send(room=room, type=type, data=data, author=request.user)
+                reply_send(form, room=room, request=request, message=canned)
             except InvalidMessage as exc:
                 # What only the room can tell (closed, handled by the bot …).
                 form.add_service_errors(exc)
@@ -327,6 +339,7 @@ def conversation(request, pk):
             "form": form,
             "reply_action": action,
             "canned_url": reverse("rchat:inbox-canned", kwargs={"pk": room.pk}),
+            "presence_url": reverse("rchat:inbox-presence", kwargs={"pk": room.pk}),
             "canned_items": _with_payloads(
                 _canned_items(request, room, selectors.canned_for(request.user))
             ),
@@ -353,11 +366,12 @@ def thread_partial(request, pk):
     room = _get_room(pk)
     since = request.GET.get("since", "")
     since_id = int(since) if since.isdigit() else 0
-    if request.GET.get("v") == _thread_version(room, since_id):
+    present = selectors.room_presence(room=room, user=request.user)
+    if request.GET.get("v") == _thread_version(room, since_id, present):
         return HttpResponse(status=204)
     # The agent is looking at the conversation: what arrives is read.
     services.room_mark_read(room=room)
-    context = _thread_context(request, room)
+    context = _thread_context(request, room, present)
     context.update({"room": room, "querystring": _querystring(_filters(request))})
     return render(request, "rchat/_thread.html", context)
 
@@ -476,3 +490,138 @@ def room_label_remove(request, pk):
         services.room_label_remove(room=room, label=label)
         messages.success(request, _("Label “%(name)s” removed.") % {"name": label.name})
     return _back_to_room(request, room)
+
+
+# --- Presence: who else has the conversation open ---------------------------------------
+
+
+@require_POST
+@can_see
+def room_presence(request, pk):
+    """The open page's beat (presence.js): ``state`` "viewing" every few seconds,
+    "typing" while the agent types a reply, "left" when the page goes away. 204; 400
+    with ``{"error": reason}`` for another state. Colleagues' polls of the thread show
+    it; nothing is written to the database."""
+    return presence_answer(request, _get_room(pk))
+
+
+# --- Attachments: the files R-Chat fetches ------------------------------------------------
+
+#: What a served attachment may do in a browser that opens it: load nothing, run
+#: nothing, in a sandbox of no origin (the policy GitHub gives raw files; the inline
+#: styles are the browser's own image viewer's).
+ATTACHMENT_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+
+
+def _attachment_headers(response):
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = ATTACHMENT_CSP
+    response["Referrer-Policy"] = "no-referrer"
+    response["X-Robots-Tag"] = "noindex, nofollow"
+    return response
+
+
+@login_not_required
+@require_safe
+def attachment(request, key, name):
+    """An attachment's file, for R-Chat (and the agents' pages) to fetch; no login.
+
+    The 256-bit key in the URL is the only secret: R-Chat signs in nowhere, and a URL
+    sent to an end user's chat must open for them. ``name`` is for people and R-Chat's
+    apps to see; the key alone finds the file. The file is streamed from the
+    attachments' storage, whatever it is (files on disk, S3 …), in its checked type:
+    an image inline, anything else as a download, never sniffed into something else.
+    An unknown key is a bare 404 that says nothing.
+    """
+    found = selectors.attachment_by_key(key)
+    try:
+        stored = found.file.open("rb") if found is not None else None
+    except (FileNotFoundError, OSError):
+        # The row outlived its file (deleted by hand from the storage).
+        stored = None
+    if stored is None:
+        return _attachment_headers(HttpResponseNotFound(b"", content_type="text/plain"))
+    image = found.kind == found.Kind.IMAGE
+    response = FileResponse(
+        stored, as_attachment=not image, filename=found.name, content_type=found.content_type
+    )
+    # The bytes behind a key never change; a fetch may be cached by the one who has it.
+    response["Cache-Control"] = "private, max-age=86400"
+    return _attachment_headers(response)
+
+
+# --- Search: the messages that hold a text ------------------------------------------------
+
+
+class MessageSearchForm(forms.Form):
+    """The search page's box: the text to find in messages (any case, any script)."""
+
+    q = forms.CharField(
+        label=gettext_lazy("Search messages"),
+        max_length=200,
+        widget=forms.TextInput(
+            attrs={"type": "search", "placeholder": gettext_lazy("Text in a message")}
+        ),
+        error_messages={"required": gettext_lazy("Type what to look for.")},
+    )
+    before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+    def clean_q(self):
+        q = self.cleaned_data["q"]
+        if not search.can_search_messages(q):
+            raise forms.ValidationError(
+                _(
+                    "Type at least %(count)d letters or digits in a row to search messages;"
+                    " the list on the left searches names for shorter text."
+                )
+                % {"count": search.MIN_RUN},
+                code="too_short",
+            )
+        return q
+
+
+def _search_result(message, q):
+    """A row of the search page: the message, its snippet, and where it is in its room
+    (the thread ending at it; ``before`` is exclusive)."""
+    url = reverse("rchat:inbox-room", kwargs={"pk": message.room_id})
+    return {
+        "message": message,
+        "room": message.room,
+        "snippet": search.snippet(message.text, q),
+        "url": f"{url}?{urlencode({'before': message.pk + 1})}#message-{message.pk}",
+    }
+
+
+@require_GET
+@can_see
+def message_search(request):
+    """Messages holding ``q``, newest first, each a snippet with the match marked and
+    a link to it in its conversation; ``before`` pages on to older matches.
+
+    The room list beside it keeps the inbox's filters but not ``q``: it polls every
+    two seconds, and filtering rooms by a common word's messages each time would cost
+    more than the search itself. The tab (``view``) narrows the messages searched.
+    """
+    filters = {**_filters(request), "q": ""}
+    # Its own ids: the room list's search box on the same page is "id_q".
+    form = MessageSearchForm(request.GET if "q" in request.GET else None, auto_id="search_%s")
+    results, has_older, q = [], False, ""
+    if form.is_valid():
+        q = form.cleaned_data["q"]
+        rows, has_older = selectors.message_search_page(
+            user=request.user, q=q, view=filters["view"], before=form.cleaned_data["before"]
+        )
+        results = [_search_result(message, q) for message in rows]
+    context = _room_list_context(request, filters)
+    older = ""
+    if has_older:
+        older = _querystring({"q": q, "view": filters["view"], "before": results[-1]["message"].pk})
+    context.update(
+        {
+            "search_form": form,
+            "search_q": q,
+            "results": results,
+            "older_querystring": older,
+        }
+    )
+    return render(request, "rchat/search.html", context)

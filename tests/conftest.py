@@ -179,6 +179,21 @@ def credential():
 
 
 @pytest.fixture
+def agent():
+    """A member of the agents' group: may use the inbox and reply."""
+    from tests.factories import user_with
+
+    return user_with()
+
+
+@pytest.fixture
+def agent_client(client, agent):
+    """The test client, signed in as ``agent``."""
+    client.force_login(agent)
+    return client
+
+
+@pytest.fixture
 def connect():
     """``connect(signal, receiver)`` for this test only: disconnected afterwards."""
     connected = []

@@ -421,14 +421,16 @@ def test_conversation_shows_each_message_type_as_a_chat(client, operator):
     MessageFactory(room=room, direction="out", status="sent", data="Thanks", text="Thanks")
 
     page = client.get(reverse("admin:rchat_chatroom_change", args=[room.pk])).content.decode()
-    assert 'rchat-row in"' in page and 'rchat-row out"' in page
-    assert '<img class="rchat-thumb" src="https://cdn.example/p.jpg"' in page
-    assert '<a href="https://cdn.example/a.pdf"' in page and "a.pdf</a>" in page
-    assert "11537/52002" in page  # the inbox shows stickers the same way
+    # The inbox's own bubbles (rchat/_message.html): the same markup on both pages.
+    assert 'rchat-msg rchat-msg-in"' in page and 'rchat-msg rchat-msg-out"' in page
+    assert '<img src="https://cdn.example/p.jpg"' in page
+    assert 'href="https://cdn.example/a.pdf"' in page and "📎 a.pdf</a>" in page
+    assert "11537/52002" in page
     assert "openstreetmap.org/?mlat=13.75&amp;mlon=100.5" in page
     assert 'src="javascript' not in page and 'href="javascript' not in page
-    assert 'rchat-status failed">Failed' in page and "HTTP 500" in page
-    assert 'rchat-status sent">Sent' in page
+    assert 'rchat-status-failed" title="HTTP 500">⚠ Failed' in page
+    assert 'rchat-error">HTTP 500<' in page
+    assert 'rchat-status-sent">✓ Sent' in page
 
 
 def test_opening_a_conversation_marks_it_read(client, operator):
@@ -471,7 +473,7 @@ def test_a_reply_from_the_change_page_is_queued_and_delivered_to_r_chat(
 
     page = client.get(url).content.decode()
     assert "Reply queued for delivery." in page
-    assert "Hi!" in page and 'rchat-status sent">Sent' in page
+    assert "Hi!" in page and 'rchat-status-sent">✓ Sent' in page
 
 
 def test_a_location_reply_is_sent_with_its_coordinates(client, operator):
@@ -883,9 +885,9 @@ def test_each_reply_in_the_admin_conversation_says_who_wrote_it(client, operator
     MessageFactory(room=room, direction="out", sender="bot", status="sent")
     MessageFactory(room=room, direction="out", sender="person", author=operator, status="sent")
     page = _change_page(client, room)
-    assert 'rchat-by-rule">Rule: Price list<' in page
-    assert 'rchat-by-bot">Bot<' in page
-    assert 'rchat-by-person">boss<' in page
+    assert 'rchat-by-rule">· Rule: Price list<' in page
+    assert 'rchat-by-bot">· Bot<' in page
+    assert 'rchat-by-person">· boss<' in page
 
 
 def test_message_list_shows_and_filters_who_wrote_each_message(client, operator):

@@ -21,12 +21,6 @@ def agent():
     return user_with(username="somsri", first_name="Somsri", last_name="Dee")
 
 
-@pytest.fixture
-def agent_client(client, agent):
-    client.force_login(agent)
-    return client
-
-
 def bot_room(**fields):
     return ChatRoomFactory(handler=ChatRoom.Handler.BOT, **fields)
 

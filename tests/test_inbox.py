@@ -13,17 +13,6 @@ from tests.factories import ChatRoomFactory, MessageFactory, UserFactory, user_w
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def agent():
-    return user_with()
-
-
-@pytest.fixture
-def agent_client(client, agent):
-    client.force_login(agent)
-    return client
-
-
 def room_url(room, name="rchat:inbox-room", **kwargs):
     return reverse(name, kwargs={"pk": room.pk, **kwargs})
 

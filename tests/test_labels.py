@@ -329,12 +329,6 @@ def test_admin_refuses_a_label_name_another_label_has_in_any_case(client, operat
 # --- Inbox -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def agent_client(client):
-    client.force_login(user_with())
-    return client
-
-
 def inbox_url(room=None, name="rchat:inbox-room"):
     return reverse("rchat:inbox") if room is None else reverse(name, kwargs={"pk": room.pk})
 

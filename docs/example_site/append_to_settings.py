@@ -37,6 +37,11 @@ CACHES = {
     }
 }
 
+# Where agents' uploaded images and files are kept (RCHAT["ATTACHMENT_STORAGE"], the
+# "default" storage): a directory that outlives deploys. rchat serves each file itself
+# at a URL with an unguessable key; do not serve MEDIA_ROOT at a MEDIA_URL of its own.
+MEDIA_ROOT = os.environ.get("MEDIA_ROOT", str(BASE_DIR / "media"))
+
 # Celery: mysite/celery.py reads every CELERY_ setting.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 # Above rchat's longest retry delay (RCHAT["RETRY_MAX_DELAY"], 600 s), so Redis never

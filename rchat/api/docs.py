@@ -29,7 +29,14 @@ SCHEMA_SETTINGS = {
     "PREPROCESSING_HOOKS": ["rchat.api.docs.only_rchat_api"],
     # A reply's sender (person or bot) and a message's (any Message.Sender) are two
     # choice sets under one field name: each named here, not "Sender<hash>Enum".
-    "ENUM_NAME_OVERRIDES": {"ReplySenderEnum": "rchat.api.serializers.REPLY_SENDERS"},
+    # A message and its room also come in search results: their choice sets are named
+    # here once, as they were before (not "Status<hash>Enum").
+    "ENUM_NAME_OVERRIDES": {
+        "ReplySenderEnum": "rchat.api.serializers.REPLY_SENDERS",
+        "MessageSenderEnum": "rchat.models.Message.Sender",
+        "MessageStatusEnum": "rchat.models.Message.Status",
+        "ChatRoomStatusEnum": "rchat.models.ChatRoom.Status",
+    },
 }
 
 

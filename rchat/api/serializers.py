@@ -5,6 +5,7 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
+from .. import search
 from ..models import Broadcast, CannedResponse, ChatRoom, Label, Message
 from ..selectors import ROOM_STATUSES, ROOM_VIEWS, BroadcastProgress
 from .permissions import VIEW_PERMISSION
@@ -387,3 +388,96 @@ class BroadcastSerializer(serializers.ModelSerializer):
         # A detail view hands its freshly read progress in; a list row carries counts.
         progress = getattr(broadcast, "progress", None) or BroadcastProgress.of(broadcast)
         return BroadcastProgressSerializer(progress).data
+
+
+# --- Attachments -------------------------------------------------------------------------
+
+
+class AttachmentUploadSerializer(serializers.Serializer):
+    """An image or a file to send, as a multipart/form-data upload."""
+
+    file = serializers.FileField(
+        allow_empty_file=False,
+        use_url=False,
+        help_text=_(
+            'At most RCHAT["ATTACHMENT_MAX_BYTES"] (10 MB), of a type in '
+            'RCHAT["ATTACHMENT_TYPES"]; an image is one only if its content is a JPEG, '
+            "PNG, GIF or WebP image."
+        ),
+    )
+
+
+class AttachmentMessageDataSerializer(serializers.Serializer):
+    url = serializers.URLField(help_text=_("Where R-Chat fetches the file; no login needed."))
+    name = serializers.CharField()
+
+
+class AttachmentMessageSerializer(serializers.Serializer):
+    """The reply that sends the attachment: post it as is to the room's messages."""
+
+    type = serializers.CharField(help_text=_('"image" or "file", as the attachment\'s kind.'))
+    data = AttachmentMessageDataSerializer()
+
+
+class AttachmentSerializer(serializers.Serializer):
+    """A kept attachment, and the message that sends it."""
+
+    id = serializers.IntegerField(read_only=True)
+    kind = serializers.ChoiceField(choices=["image", "file"], read_only=True)
+    name = serializers.CharField(read_only=True)
+    content_type = serializers.CharField(read_only=True)
+    size = serializers.IntegerField(read_only=True, help_text=_("Bytes."))
+    url = serializers.URLField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    message = AttachmentMessageSerializer(read_only=True)
+
+
+# --- Search --------------------------------------------------------------------------
+
+
+class MessageSearchFilterSerializer(serializers.Serializer):
+    """The message search's query parameters."""
+
+    q = serializers.CharField(
+        max_length=200,
+        help_text=_("Text to find in messages: any part of a message, any case, any script."),
+    )
+    view = serializers.ChoiceField(choices=ROOM_VIEWS, default="all", required=False)
+
+    def validate_q(self, value):
+        if not search.can_search_messages(value):
+            raise serializers.ValidationError(
+                _("Give at least %(count)d letters or digits in a row.") % {"count": search.MIN_RUN}
+            )
+        return value
+
+
+class SearchRoomSerializer(serializers.ModelSerializer):
+    """The chat room a found message belongs to."""
+
+    class Meta:
+        model = ChatRoom
+        fields = ["id", "chat_id", "display_name", "status"]
+        read_only_fields = fields
+
+
+class MessageSearchResultSerializer(MessageSerializer):
+    """A message that holds the text searched for, with its room and where it matched."""
+
+    room = SearchRoomSerializer(read_only=True)
+    matches = serializers.SerializerMethodField(
+        help_text=_(
+            "Where the text was found in ``text``: [start, end) character offsets, "
+            "widened to whole characters (a Thai consonant with its marks)."
+        )
+    )
+
+    class Meta(MessageSerializer.Meta):
+        fields = [*MessageSerializer.Meta.fields, "matches"]
+        read_only_fields = fields
+
+    @extend_schema_field(
+        serializers.ListField(child=serializers.ListField(child=serializers.IntegerField()))
+    )
+    def get_matches(self, message):
+        return [list(span) for span in search.match_spans(message.text, self.context["q"])]

@@ -28,6 +28,7 @@ urlpatterns = [
     ),
     path("rooms/<int:pk>/hand-over/", api(views.RoomHandOverView), name="room-hand-over"),
     path("rooms/<int:pk>/labels/", api(views.RoomLabelsView), name="room-labels"),
+    path("rooms/<int:pk>/attachments/", api(views.RoomAttachmentsView), name="room-attachments"),
     path("labels/", api(views.LabelListView), name="label-list"),
     path("canned/", api(views.CannedListView), name="canned-list"),
     path(
@@ -35,6 +36,7 @@ urlpatterns = [
         api(views.MessageRetryView),
         name="message-retry",
     ),
+    path("messages/search/", api(views.MessageSearchView), name="message-search"),
     path("broadcasts/", api(views.BroadcastListView), name="broadcast-list"),
     path("broadcasts/<int:pk>/", api(views.BroadcastDetailView), name="broadcast-detail"),
     path("broadcasts/<int:pk>/cancel/", api(views.BroadcastCancelView), name="broadcast-cancel"),

@@ -31,6 +31,8 @@ from .permissions import CanSeeChatRooms
 from .serializers import (
     REPLY_SCHEMA,
     AssignSerializer,
+    AttachmentSerializer,
+    AttachmentUploadSerializer,
     BroadcastCreateSerializer,
     BroadcastSerializer,
     CannedResponseSerializer,
@@ -38,6 +40,8 @@ from .serializers import (
     ErrorSerializer,
     HandOverSerializer,
     LabelSerializer,
+    MessageSearchFilterSerializer,
+    MessageSearchResultSerializer,
     MessageSerializer,
     ReplySerializer,
     RoomFilterSerializer,
@@ -515,3 +519,78 @@ class BroadcastCancelView(RChatAPIView):
             raise Http404(_("No such broadcast.")) from None
         services.broadcast_cancel(broadcast=broadcast)
         return Response(broadcast_answer(pk))
+
+
+# --- Attachments -------------------------------------------------------------------------
+
+
+class RoomAttachmentsView(RChatAPIView):
+    """Upload an image or a file to send to a room (multipart/form-data, field "file")."""
+
+    parser_classes = [MultiPartParser]
+    serializer_class = AttachmentSerializer
+
+    @documented(
+        request={"multipart/form-data": AttachmentUploadSerializer},
+        responses={201: AttachmentSerializer, 400: ErrorSerializer},
+        description=(
+            "Keep an image or a file for this room and answer its URL, which R-Chat can "
+            'fetch without signing in. Then send it: post the answer\'s "message" to '
+            "the room's messages. A file too large, of a type not accepted, or whose "
+            "content is not what its name says: 400 with errors.file, and nothing kept."
+        ),
+    )
+    def post(self, request, pk):
+        room = self.get_room()
+        upload = AttachmentUploadSerializer(data=request.data)
+        upload.is_valid(raise_exception=True)
+        attachment = services.attachment_store(
+            room=room, uploaded_by=request.user, upload=upload.validated_data["file"]
+        )
+        type, data = services.attachment_message(attachment=attachment, request=request)
+        body = {
+            "id": attachment.pk,
+            "kind": attachment.kind,
+            "name": attachment.name,
+            "content_type": attachment.content_type,
+            "size": attachment.size,
+            "url": data["url"],
+            "created_at": attachment.created_at,
+            "message": {"type": type, "data": data},
+        }
+        return Response(AttachmentSerializer(body).data, status=status.HTTP_201_CREATED)
+
+
+# --- Search --------------------------------------------------------------------------
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("q", required=True, description="Text to find (3+ letters or digits)"),
+        OpenApiParameter(
+            "view", enum=selectors.ROOM_VIEWS, description="Only these rooms' messages"
+        ),
+    ],
+    responses={200: MessageSearchResultSerializer(many=True), 400: ErrorSerializer},
+    description=(
+        "Messages whose text holds q (a substring: Thai needs no spaces; any case; % and _ "
+        "are literal), newest first, each with its room and the offsets of the matches. "
+        "Follow next for older ones. A q without 3 letters or digits in a row: 400."
+    ),
+)
+class MessageSearchView(RChatAPIView, generics.ListAPIView):
+    """Messages holding a text, newest first."""
+
+    serializer_class = MessageSearchResultSerializer
+    pagination_class = MessageCursorPagination
+
+    def get_queryset(self):
+        filters = MessageSearchFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        self.q = filters.validated_data["q"]
+        return selectors.message_search(
+            user=self.request.user, q=self.q, view=filters.validated_data["view"]
+        )
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "q": getattr(self, "q", "")}

@@ -43,9 +43,10 @@ CHAT_PATH = re.compile(r"^/chat/(?P<chat_id>[^/]+)/?$")
 CHAT_API_PATH = re.compile(r"^/_sandbox/chats/(?P<chat_id>[^/]+)(?P<rest>/messages)?/?$")
 # The pages load their script and style sheet from the sandbox and nothing inline: a
 # message is text, never markup, and this makes sure no markup that slipped through
-# could run.
+# could run. Images may come from anywhere over http(s): the pictures the site sends
+# are on the site (its attachments' URLs), not on the sandbox.
 PAGE_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: http: https:; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
 

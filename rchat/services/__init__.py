@@ -5,12 +5,24 @@ these functions and answer; they do not write rows themselves. Functions are nam
 ``<thing>_<action>`` and take keyword arguments only. One module per part:
 ``credentials``, ``rooms``, ``outbound`` (queueing), ``delivery`` (sending),
 ``inbound`` (webhooks), ``handover`` (the bot or people), ``broadcasts`` (one message to
-many rooms), ``labels`` (tags on chat rooms), ``canned``
-(canned responses), ``retention`` (deleting old webhook events
-and delivery attempts) and ``staff`` (the operators' and agents' groups); every public
-function is importable from ``rchat.services`` itself.
+many rooms), ``labels`` (tags on chat rooms), ``canned`` (canned responses),
+``attachments`` (images and files agents upload), ``presence`` (who else has a
+conversation open: the cache, not the database), ``retention`` (deleting old webhook
+events and delivery attempts) and ``staff`` (the operators' and agents' groups); every
+public function is importable from ``rchat.services`` itself.
 """
 
+from .attachments import (
+    CheckedUpload,
+    accepted_types_accept,
+    accepted_types_text,
+    attachment_check,
+    attachment_delete,
+    attachment_message,
+    attachment_send,
+    attachment_store,
+    attachment_url,
+)
 from .broadcasts import broadcast_cancel, broadcast_create, broadcasts_settle
 from .canned import (
     MANAGE_SHARED_PERMISSION,
@@ -48,16 +60,26 @@ from .inbound import (
 )
 from .labels import label_check, label_save, room_label_add, room_label_remove, room_labels_set
 from .outbound import message_requeue_stale, message_retry, message_send
+from .presence import presence_report
 from .retention import PurgeResult, retention_purge
 from .rooms import room_assign, room_close, room_get_or_create, room_mark_read, room_reopen
 from .staff import staff_groups_sync, staff_member_add
 
 __all__ = [
     "MANAGE_SHARED_PERMISSION",
+    "CheckedUpload",
     "DrainResult",
     "InboundResult",
     "PurgeResult",
     "Reprocessed",
+    "accepted_types_accept",
+    "accepted_types_text",
+    "attachment_check",
+    "attachment_delete",
+    "attachment_message",
+    "attachment_send",
+    "attachment_store",
+    "attachment_url",
     "broadcast_cancel",
     "broadcast_create",
     "broadcasts_settle",
@@ -80,6 +102,7 @@ __all__ = [
     "message_requeue_stale",
     "message_retry",
     "message_send",
+    "presence_report",
     "retention_purge",
     "room_assign",
     "room_close",

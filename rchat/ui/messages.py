@@ -14,7 +14,15 @@ import json
 from django.utils.translation import gettext
 
 from ..models import Message
-from ..payloads import KNOWN_TYPES, first_field, http_url, inbound_text, scalar_text, short
+from ..payloads import (
+    KNOWN_TYPES,
+    first_field,
+    http_url,
+    inbound_text,
+    scalar_text,
+    short,
+    url_file_name,
+)
 
 #: Where the URL of an image, a file or a sticker may be, most likely first.
 URL_FIELDS = ("url", "originalContentUrl", "previewImageUrl", "contentUrl", "sticker_url")
@@ -96,6 +104,9 @@ def message_parts(message):
         url = data if isinstance(data, str) else first_field(fields, URL_FIELDS)
         parts["url"] = http_url(url)
         parts["name"] = scalar_text(first_field(fields, NAME_FIELDS))
+        if kind == "file" and not parts["name"]:
+            # A file without a name: the one its URL ends with, rather than the URL.
+            parts["name"] = url_file_name(parts["url"])
         if kind == "sticker":
             parts["package_id"] = scalar_text(fields.get("package_id"))
             parts["sticker_id"] = scalar_text(fields.get("sticker_id"))
@@ -115,3 +126,11 @@ def message_parts(message):
     else:
         parts["text"] = message.text or _raw(data)
     return parts
+
+
+def with_parts(messages):
+    """``messages``, each with ``parts`` (``message_parts``) set for ``rchat/_message.html``,
+    the one template that draws a message on every page."""
+    for message in messages:
+        message.parts = message_parts(message)
+    return messages

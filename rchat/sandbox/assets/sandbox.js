@@ -22,6 +22,27 @@ function show(data) {
   return typeof data === "string" ? data : JSON.stringify(data);
 }
 
+function httpUrl(value) {
+  return typeof value === "string" && /^https?:\/\//i.test(value.trim()) ? value.trim() : "";
+}
+
+// What the site sent, as an end user's app shows it: an image as a picture, a file as
+// a link with its name (both only for http(s) URLs), anything else as text.
+function content(entry) {
+  const data = entry.data;
+  const fields = data && typeof data === "object" ? data : {};
+  const url = httpUrl(typeof data === "string" ? data : fields.url);
+  const name = typeof fields.name === "string" ? fields.name : "";
+  if (entry.type === "image" && url) {
+    return el("a", { href: url, target: "_blank", rel: "noopener noreferrer" },
+      el("img", { class: "thumb", src: url, alt: name || "image", loading: "lazy", referrerpolicy: "no-referrer" }));
+  }
+  if (entry.type === "file" && url) {
+    return el("a", { class: "file", href: url, target: "_blank", rel: "noopener noreferrer" }, "📎 " + (name || url));
+  }
+  return entry.type === "text" ? data : entry.type + ": " + show(data);
+}
+
 function formData(form) {
   const out = {};
   new FormData(form).forEach((v, k) => { if (v !== "") out[k] = v; });
@@ -61,7 +82,7 @@ function chatPage() {
     last = text;
     thread.replaceChildren(
       ...chat.entries.map((entry) => {
-        const bubble = el("div", { class: "bubble" }, entry.type === "text" ? entry.data : entry.type + ": " + show(entry.data));
+        const bubble = el("div", { class: "bubble" }, content(entry));
         let meta;
         if (entry.from === "user") {
           const [note, bad] = webhookNote(entry);
