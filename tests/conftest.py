@@ -6,7 +6,10 @@ without it they are skipped, and the reason says which variable to set; with
 """
 
 import os
+import shutil
 import socket
+import threading
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -144,6 +147,16 @@ def _rchat_defaults(settings, tmp_path):
     test makes would pay for it (Django's own advice for test settings)."""
     settings.RCHAT = {**settings.RCHAT, "SITE_URL": "https://site.example"}
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _cache_fresh():
+    """Each test starts with an empty cache: the API's rate-limit counts and who is on
+    a conversation are kept there by user and room id, which a later test reuses."""
+    from django.core.cache import caches
+
+    for alias in settings.CACHES:
+        caches[alias].clear()
 
 
 @pytest.fixture(autouse=True)
@@ -321,3 +334,58 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line(f"{reason} ({len(nodeids)}):")
         for nodeid in nodeids:
             terminalreporter.write_line(f"    {nodeid}")
+
+
+# --- A real browser: Debian's Chromium through Playwright ----------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Chromium through Playwright, started once per test module."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("needs Playwright: pip install -r requirements/dev.txt")
+    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        _missing(f"needs Chromium at {CHROMIUM}: apt-get install chromium")
+    # Playwright's sync API keeps an event loop in this thread; the test's own ORM
+    # calls are still synchronous and safe.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def browser(chromium, live_server):
+    """The browser, and after the test no request of its pages still running.
+
+    A page going away still talks to the site (presence.js's "left" beacon, a poll in
+    flight); the test database is emptied right after the test, and on SQLite a
+    request still reading it makes that fail. So the pages left open are stopped from
+    sending more and closed, then the live server must be quiet for a moment (no
+    request being served for 0.3 s: a beacon sent as a page closed has arrived).
+    """
+    yield chromium
+    for context in chromium.contexts:
+        context.route("**/*", lambda route: route.abort())
+        context.close()
+    deadline = time.monotonic() + 10
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < 0.3:
+        if any("process_request_thread" in thread.name for thread in threading.enumerate()):
+            quiet_since = time.monotonic()
+        time.sleep(0.02)

@@ -23,7 +23,6 @@ from rchat.models import Attachment, ChatRoom, Message
 from rchat.services.attachments import _name_clean
 from tests.factories import ChatRoomFactory, CredentialFactory, MessageFactory, user_with
 from tests.test_api import answer_schema  # noqa: F401  (a fixture: responses against the schema)
-from tests.test_browser import browser  # noqa: F401  (a fixture: Chromium through Playwright)
 from tests.test_delivery import memory_broker  # noqa: F401  (autouse: wake-ups stay in memory)
 
 pytestmark = pytest.mark.django_db
@@ -608,7 +607,7 @@ def test_the_project_s_attachment_setup_passes_the_checks():
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_the_agent_attaches_a_png_sends_it_and_sees_the_image_sent(
-    browser,  # noqa: F811
+    browser,
     live_server,
     httpserver,
     celery_eager,
@@ -659,7 +658,7 @@ def test_the_agent_attaches_a_png_sends_it_and_sees_the_image_sent(
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_the_sandbox_shows_an_image_it_received_as_a_picture_and_a_file_as_a_named_link(
-    browser,  # noqa: F811
+    browser,
     live_server,
     sandbox,
     settings,

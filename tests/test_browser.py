@@ -8,7 +8,6 @@ With RCHAT_SCREENSHOTS=1 the screenshots are also written to docs/screenshots/.
 """
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ import requests
 
 from rchat import services
 from rchat.models import ChatRoom, Message
-from tests.conftest import _missing
 from tests.factories import (
     ChatRoomFactory,
     CredentialFactory,
@@ -25,15 +23,6 @@ from tests.factories import (
     user_with,
 )
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SEND_PATH = "/api/v1/external/send-message"
 PASSWORD = "pw-for-tests"
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
@@ -41,25 +30,6 @@ SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 WAIT_MS = 15_000
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("needs Playwright: pip install -r requirements/dev.txt")
-    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
-        _missing(f"needs Chromium at {CHROMIUM}: apt-get install chromium")
-    # Playwright's sync API keeps an event loop in this thread; the test's own ORM
-    # calls are still synchronous and safe.
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        yield browser
-        browser.close()
 
 
 def make_agent(username="somsri"):
@@ -235,6 +205,10 @@ def test_screenshots_of_the_inbox_and_a_conversation(browser, live_server, tmp_p
         made[index].last_message_preview = preview
         made[index].save()
 
+    # A colleague has the conversation open: the line under the thread says so.
+    colleague = user_with(username="narin", first_name="Narin", is_staff=False)
+    services.presence_report(room=room, user=colleague, state="viewing")
+
     page = browser.new_page(viewport={"width": 1280, "height": 760})
     log_in(page, live_server, agent)
     page.goto(f"{live_server.url}/rchat/inbox/?view=all")
@@ -242,8 +216,23 @@ def test_screenshots_of_the_inbox_and_a_conversation(browser, live_server, tmp_p
     save(page, "inbox.png", tmp_path)
     page.click("text=Malee Wong")
     page.wait_for_selector("text=You're welcome!")
+    page.wait_for_selector("text=Narin is also viewing")
     save(page, "conversation.png", tmp_path)
-    assert (tmp_path / "inbox.png").stat().st_size > 10_000
+    page.goto(f"{live_server.url}/rchat/inbox/search/?q=Chiang+Mai")
+    page.wait_for_selector("mark")
+    save(page, "search.png", tmp_path)
+    page.close()
+
+    # The same conversation in admin, as an operator sees it.
+    operator = user_with(username="boss", first_name="Boss", is_staff=True, is_superuser=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    log_in(page, live_server, operator)
+    page.goto(f"{live_server.url}/admin/rchat/chatroom/{room.pk}/change/")
+    page.wait_for_selector("text=You're welcome!")
+    page.wait_for_selector("text=Narin is also viewing")
+    save(page, "admin-conversation.png", tmp_path)
+    for name in ("inbox.png", "conversation.png", "search.png", "admin-conversation.png"):
+        assert (tmp_path / name).stat().st_size > 10_000, name
     page.close()
 
 
@@ -280,6 +269,7 @@ def test_no_page_breaks_the_content_security_policy(browser, live_server, tmp_pa
     paths = [
         "/rchat/inbox/?view=all",
         f"/rchat/inbox/{room.pk}/",
+        "/rchat/inbox/search/?q=Hello",
         "/admin/",
         "/admin/rchat/credential/",
         f"/admin/rchat/credential/{credential.pk}/change/",

@@ -11,7 +11,6 @@ from rchat.exceptions import InvalidMessage
 from rchat.models import CannedResponse, Message
 from tests.factories import ChatRoomFactory, UserFactory, user_with
 from tests.test_api import answer_schema  # noqa: F401  (a fixture: responses against the schema)
-from tests.test_browser import browser  # noqa: F401  (a fixture: Chromium through Playwright)
 
 pytestmark = pytest.mark.django_db
 
@@ -349,7 +348,7 @@ def test_api_canned_list_matches_the_schema(api, answer_schema):  # noqa: F811
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_typing_a_shortcut_and_picking_it_from_the_keyboard_inserts_and_sends_it(
-    browser,  # noqa: F811
+    browser,
     live_server,
     httpserver,
     celery_eager,

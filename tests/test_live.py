@@ -29,20 +29,9 @@ from tests.factories import (
     UserFactory,
     user_with,
 )
-from tests.test_browser import (  # noqa: F401  (browser: a fixture, Chromium through Playwright)
-    SEND_PATH,
-    WAIT_MS,
-    browser,
-    log_in,
-)
+from tests.test_browser import SEND_PATH, WAIT_MS, log_in
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _presence_cleared():
-    """No presence left over from an earlier test whose room had the same id."""
-    caches[get_setting("PRESENCE_CACHE")].clear()
 
 
 @pytest.fixture
@@ -575,7 +564,7 @@ def test_admin_and_the_inbox_draw_each_message_the_same(client, operator):
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_admin_shows_a_reply_queued_then_sent_and_a_new_message_without_reload(
-    browser,  # noqa: F811
+    browser,
     live_server,
     httpserver,
     credential,
@@ -625,7 +614,7 @@ def test_admin_shows_a_reply_queued_then_sent_and_a_new_message_without_reload(
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_two_agents_on_one_conversation_see_each_other_view_type_and_leave(
-    browser,  # noqa: F811
+    browser,
     live_server,
 ):
     """B sees "A is also viewing", then "A is typing…" while A types, and nothing once

@@ -19,7 +19,6 @@ from tests.test_api import (
     answer_schema,  # noqa: F401  (a fixture: responses against the schema)
     token_client,
 )
-from tests.test_browser import browser  # noqa: F401  (a fixture: Chromium through Playwright)
 
 on_postgres = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="trigram indexes exist on PostgreSQL only"
@@ -188,8 +187,9 @@ def test_results_are_newest_first_and_a_tab_narrows_them(agent):
 @pytest.mark.django_db
 def test_one_or_two_letters_search_rooms_names_not_message_text(agent):
     """The room list polls every 2 s: a too-short query reads rooms, not every message."""
-    named = ChatRoomFactory(display_name="ลูกค้า 12")
-    talking = ChatRoomFactory(display_name="Somchai")
+    # Chat ids without digits: the factory's own (chat-12, …) would match "12".
+    named = ChatRoomFactory(display_name="ลูกค้า 12", chat_id="line-named")
+    talking = ChatRoomFactory(display_name="Somchai", chat_id="line-talking")
     say(talking, "order 12 please")
     assert set(selectors.room_list(user=agent, q="12")) == {named}
     assert set(selectors.room_list(user=agent, q="ลู")) == {named}
@@ -541,7 +541,7 @@ def test_the_room_lists_search_reads_the_trigram_indexes(haystack, agent):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
 def test_an_agent_searches_thai_sees_the_match_marked_and_opens_it(
-    browser,  # noqa: F811
+    browser,
     live_server,
     tmp_path,
 ):
