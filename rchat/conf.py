@@ -95,6 +95,24 @@ DEFAULTS = {
     "DELIVERY_ATTEMPT_RETENTION_DAYS": 90,
     # Longest text message accepted from a sender, in characters.
     "TEXT_MAX_LENGTH": 5000,
+    # Attachments agents upload (docs/inbox.md): the storage they are kept in (an
+    # alias of settings.STORAGES; S3 and others through django-storages), the largest
+    # accepted, in bytes, and the content types accepted (image ones are sent as
+    # images, the others as files).
+    "ATTACHMENT_STORAGE": "default",
+    "ATTACHMENT_MAX_BYTES": 10 * 1024 * 1024,
+    "ATTACHMENT_TYPES": [
+        "image/jpeg",
+        "image/png",
+        "image/gif",
+        "image/webp",
+        "application/pdf",
+        "text/plain",
+        "text/csv",
+        "application/zip",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ],
     # REST API rate limits per user (DRF rate strings; None for no limit): "user" for
     # every call, "write" for calls that change something. A site's own
     # REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["rchat"] / ["rchat_write"] wins.
@@ -107,6 +125,11 @@ DEFAULTS = {
     # be shared by every web process (Redis, Memcached, the database), or each process
     # counts alone and the site allows the rates times the number of processes.
     "THROTTLE_CACHE": "default",
+    # The cache (an alias of settings.CACHES) that says who else has a conversation
+    # open or is typing in it (docs/inbox.md): a few seconds per agent, never the
+    # database. Every web process must share it (Redis, Memcached): with a cache of
+    # each process's own, agents only see colleagues served by the same process.
+    "PRESENCE_CACHE": "default",
 }
 
 

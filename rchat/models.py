@@ -8,9 +8,12 @@ import secrets
 from urllib.parse import urljoin
 
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
+from django.dispatch import receiver
+from django.utils.functional import LazyObject, empty
 from django.utils.translation import gettext_lazy as _
 
 from . import crypto
@@ -508,6 +511,175 @@ class CannedResponse(models.Model):
     @property
     def is_shared(self):
         return self.owner_id is None
+
+
+class Note(models.Model):
+    """A private note staff leave in a conversation: shown apart from its messages,
+    never sent to R-Chat. ``@username`` in the body mentions a colleague (``Mention``).
+    Written through ``services.note_add``."""
+
+    #: The longest note, in characters.
+    BODY_MAX = 5000
+
+    room = models.ForeignKey(
+        ChatRoom,
+        on_delete=models.CASCADE,
+        related_name="notes",
+        verbose_name=_("chat room"),
+        db_index=False,  # rchat_note_room: (room, id)
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="rchat_notes",
+        verbose_name=_("author"),
+    )
+    body = models.TextField(_("note"), max_length=BODY_MAX)
+    mentioned = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        through="Mention",
+        blank=True,
+        related_name="rchat_mentioned_in",
+        verbose_name=_("mentioned"),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("private note")
+        verbose_name_plural = _("private notes")
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["room", "id"], name="rchat_note_room")]
+
+    def __str__(self):
+        return self.body[:50]
+
+
+class Mention(models.Model):
+    """A colleague named in a note (``@username``); unseen until they open the room."""
+
+    note = models.ForeignKey(
+        Note, on_delete=models.CASCADE, related_name="mentions", verbose_name=_("note")
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="rchat_mentions",
+        verbose_name=_("user"),
+        db_index=False,  # rchat_mention_unseen, and the unique constraint's (note, user)
+    )
+    seen_at = models.DateTimeField(_("seen at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("mention")
+        verbose_name_plural = _("mentions")
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["note", "user"], name="rchat_mention_unique"),
+        ]
+        indexes = [
+            # A person's unseen mentions (the inbox's badge and list).
+            models.Index(
+                fields=["user", "-id"],
+                condition=Q(seen_at__isnull=True),
+                name="rchat_mention_unseen",
+            ),
+        ]
+
+    def __str__(self):
+        return f"@{self.user_id} in {self.note_id}"
+
+
+def new_attachment_key():
+    # 256 bits: the URL R-Chat fetches the file from cannot be guessed.
+    return secrets.token_urlsafe(32)
+
+
+class _AttachmentStorage(LazyObject):
+    """``storages[RCHAT["ATTACHMENT_STORAGE"]]``, looked up when first used.
+
+    A FileField calls its storage callable once, when the model class is made; this
+    stand-in lets the setting (and STORAGES) be read later, and read again when a test
+    changes them (``setting_changed``), as every other rchat setting is.
+    """
+
+    def _setup(self):
+        from django.core.files.storage import storages
+
+        self._wrapped = storages[get_setting("ATTACHMENT_STORAGE")]
+
+
+_attachment_storage = _AttachmentStorage()
+
+
+@receiver(setting_changed)
+def _attachment_storage_reset(*, setting, **kwargs):
+    if setting in ("RCHAT", "STORAGES", "MEDIA_ROOT", "MEDIA_URL"):
+        _attachment_storage._wrapped = empty
+
+
+def attachment_storage():
+    """The storage attachments are kept in: ``RCHAT["ATTACHMENT_STORAGE"]``, an alias
+    of ``settings.STORAGES`` ("default" unless set)."""
+    return _attachment_storage
+
+
+def attachment_path(instance, filename):
+    # The key is a directory of its own: the stored name keeps the uploaded one
+    # (sanitised by the storage), and no two uploads share a path.
+    return f"rchat/attachments/{instance.key}/{filename}"
+
+
+class Attachment(models.Model):
+    """An image or a file an agent uploaded to send, kept in Django's storage.
+
+    R-Chat fetches it from ``rchat:attachment`` (the key in the URL; nothing else
+    finds it). Created through ``services.attachment_store``.
+    """
+
+    class Kind(models.TextChoices):
+        IMAGE = "image", _("Image")
+        FILE = "file", _("File")
+
+    key = models.CharField(max_length=64, unique=True, default=new_attachment_key, editable=False)
+    file = models.FileField(
+        _("file"), upload_to=attachment_path, storage=attachment_storage, max_length=500
+    )
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
+    name = models.CharField(_("file name"), max_length=255)
+    content_type = models.CharField(_("content type"), max_length=100)
+    size = models.PositiveBigIntegerField(_("size (bytes)"))
+    room = models.ForeignKey(
+        ChatRoom,
+        on_delete=models.CASCADE,
+        related_name="attachments",
+        verbose_name=_("chat room"),
+    )
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="rchat_attachments",
+        verbose_name=_("uploaded by"),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("attachment")
+        verbose_name_plural = _("attachments")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        """Where R-Chat (and anyone holding the key) fetches the file; a path, see
+        ``services.attachment_url`` for the absolute URL."""
+        from django.urls import reverse
+
+        return reverse("rchat:attachment", kwargs={"key": self.key, "name": self.name})
 
 
 class DeliveryAttempt(models.Model):
