@@ -28,5 +28,8 @@ urlpatterns = [
     path("inbox/<int:pk>/canned/", views.canned_list, name="inbox-canned"),
     path("inbox/<int:pk>/labels/add/", views.room_label_add, name="inbox-label-add"),
     path("inbox/<int:pk>/labels/remove/", views.room_label_remove, name="inbox-label-remove"),
+    path("inbox/mentions/", views.mentions, name="inbox-mentions"),
+    path("inbox/<int:pk>/notes/", views.note_add, name="inbox-note-add"),
+    path("inbox/<int:pk>/notes/<int:note_pk>/delete/", views.note_delete, name="inbox-note-delete"),
     path("api/", include(("rchat.api.urls", "api"))),
 ]

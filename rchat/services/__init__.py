@@ -6,7 +6,8 @@ these functions and answer; they do not write rows themselves. Functions are nam
 ``credentials``, ``rooms``, ``outbound`` (queueing), ``delivery`` (sending),
 ``inbound`` (webhooks), ``handover`` (the bot or people), ``broadcasts`` (one message to
 many rooms), ``labels`` (tags on chat rooms), ``canned``
-(canned responses), ``retention`` (deleting old webhook events
+(canned responses), ``notes`` (private notes in a conversation and their @mentions),
+``retention`` (deleting old webhook events
 and delivery attempts) and ``staff`` (the operators' and agents' groups); every public
 function is importable from ``rchat.services`` itself.
 """
@@ -47,6 +48,13 @@ from .inbound import (
     webhook_refuse,
 )
 from .labels import label_check, label_save, room_label_add, room_label_remove, room_labels_set
+from .notes import (
+    mentions_seen,
+    note_add,
+    note_can_delete,
+    note_check,
+    note_delete,
+)
 from .outbound import message_requeue_stale, message_retry, message_send
 from .retention import PurgeResult, retention_purge
 from .rooms import room_assign, room_close, room_get_or_create, room_mark_read, room_reopen
@@ -76,10 +84,15 @@ __all__ = [
     "delivery_drain",
     "label_check",
     "label_save",
+    "mentions_seen",
     "message_hook_run",
     "message_requeue_stale",
     "message_retry",
     "message_send",
+    "note_add",
+    "note_can_delete",
+    "note_check",
+    "note_delete",
     "retention_purge",
     "room_assign",
     "room_close",
