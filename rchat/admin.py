@@ -1,4 +1,5 @@
-"""Django admin for operators: credentials, chat rooms, messages, webhook events, broadcasts."""
+"""Django admin for operators: credentials, chat rooms, messages, webhook events, broadcasts,
+private notes."""
 
 import csv
 import json
@@ -9,7 +10,7 @@ from django.contrib.admin import helpers
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, F, Q
 from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -32,6 +33,7 @@ from .bots import admin as _bots_admin  # noqa: F401
 from .bots.admin import replay_action
 from .bots.stats import bot_stats
 from .exceptions import InvalidMessage, RChatAPIError, RChatConfigurationError, RChatError
+from .forms import NoteForm
 from .models import (
     Attachment,
     Broadcast,
@@ -42,10 +44,12 @@ from .models import (
     ErrorKind,
     Label,
     Message,
+    Note,
     WebhookEvent,
 )
 from .services.broadcasts import SKIP_REASONS
 from .ui.messages import person_name, with_parts
+from .ui.notes import note_body_html
 from .ui.presence import presence_answer
 from .ui.reply import ReplyForm, reply_send
 from .ui.rooms import room_handler_parts
@@ -963,7 +967,7 @@ class ChatRoomAdmin(SubstringSearch, RChatAdmin):
         room = self.get_object(request, unquote(object_id))
         if room is None or not self.has_view_permission(request, room):
             return super().change_view(request, object_id, form_url, extra_context)
-        reply_form = None
+        reply_form = note_form = None
         if request.method == "POST" and "_reply" in request.POST:
             if not self.has_reply_permission(request, room):
                 raise PermissionDenied
@@ -973,13 +977,23 @@ class ChatRoomAdmin(SubstringSearch, RChatAdmin):
             # Show the page again with the reply form and its errors; the room's own
             # form is not being submitted.
             request.method = "GET"
+        elif request.method == "POST" and "_note" in request.POST:
+            if not self.has_reply_permission(request, room):
+                raise PermissionDenied
+            note_form = NoteForm(request.POST, prefix="note")
+            if note_form.is_valid() and self._add_note(request, room, note_form):
+                return HttpResponseRedirect(request.path + "#rchat-notes")
+            # The page again with the note as typed and the reason next to it.
+            request.method = "GET"
         elif request.method == "GET":
             services.room_mark_read(room=room)
+            services.mentions_seen(user=request.user, room=room)
         if reply_form is None and self.has_reply_permission(request, room):
             reply_form = ReplyForm(prefix="reply")
         context = {
             **(extra_context or {}),
             **self.conversation_context(request, room),
+            **self.notes_context(request, room, note_form),
             "reply_form": reply_form,
         }
         return super().change_view(request, object_id, form_url, context)
@@ -993,6 +1007,28 @@ class ChatRoomAdmin(SubstringSearch, RChatAdmin):
             return False
         self.message_user(request, _("Reply queued for delivery."), messages.SUCCESS)
         return True
+
+    def _add_note(self, request, room, form):
+        try:
+            services.note_add(room=room, author=request.user, body=form.cleaned_data["body"])
+        except ValidationError as exc:
+            form.add_error("body", exc)
+            return False
+        self.message_user(request, _("Note added."), messages.SUCCESS)
+        return True
+
+    def notes_context(self, request, room, note_form=None):
+        """The room's latest private notes (two queries), and the form to add one."""
+        notes, older = selectors.room_notes(room=room)
+        for note in notes:
+            note.body_html = note_body_html(note, viewer=request.user)
+        can_add = self.has_reply_permission(request, room)
+        return {
+            "notes": notes,
+            "notes_older": older,
+            "notes_url": reverse("admin:rchat_note_changelist") + f"?room__id__exact={room.pk}",
+            "note_form": (note_form or NoteForm(prefix="note")) if can_add else None,
+        }
 
     def conversation_context(self, request, room, present=None):
         """The newest messages of ``room`` drawn by the inbox's template
@@ -1647,6 +1683,58 @@ class BroadcastAdmin(RChatAdmin):
     @admin.display(description=_("data"))
     def data_pretty(self, obj):
         return _pretty_json(obj.data)
+
+
+# --- Private notes --------------------------------------------------------------------------
+
+
+class MentionInline(admin.TabularInline):
+    model = Note.mentioned.through
+    extra = 0
+    can_delete = False
+    fields = ["user", "seen_at"]
+    readonly_fields = fields
+    verbose_name_plural = _("mentions (read-only)")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Note)
+class NoteAdmin(RChatAdmin):
+    """Private notes, to find and delete them; they are written on a chat room's page
+    (and in the inbox and the API) through ``services.note_add``, never here."""
+
+    list_display = ["body_snippet", "room", "author", "created_at"]
+    list_select_related = ["room", "author"]
+    search_fields = ["body"]
+    search_help_text = _("Text of the note.")
+    list_filter = ["created_at"]
+    date_hierarchy = "created_at"
+    fields = [("room", "author", "created_at"), "body"]
+    readonly_fields = ["room", "author", "created_at", "body"]
+    inlines = [MentionInline]
+
+    @admin.display(description=_("note"))
+    def body_snippet(self, obj):
+        return _short(obj.body)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        # A note is a record of what someone wrote: it is deleted, not edited.
+        return False
+
+    def delete_model(self, request, obj):
+        services.note_delete(note=obj, user=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for note in queryset:
+            services.note_delete(note=note, user=request.user)
 
 
 admin.site.register(Message, MessageAdmin)

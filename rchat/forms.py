@@ -1,4 +1,5 @@
-"""Forms of the agent inbox: the room list's filters (the reply box is ``ui.reply``)."""
+"""Forms of the agent inbox: the room list's filters and the private note (the reply
+box is ``ui.reply``)."""
 
 from django import forms
 from django.utils.translation import gettext_lazy as _
@@ -38,3 +39,24 @@ class RoomFilterForm(forms.Form):
             "status": status if status in ROOM_STATUSES else "open",
             "q": (data.get("q") or "").strip(),
         }
+
+
+class NoteForm(forms.Form):
+    """A private note to add to a conversation (inbox and admin).
+
+    The field checks nothing itself: ``services.note_add`` does (empty, too long), so
+    the reasons are the same in the inbox, admin and the API, and the text comes back
+    as typed with the reason next to it.
+    """
+
+    body = forms.CharField(
+        label=_("Private note"),
+        required=False,
+        strip=False,
+        widget=forms.Textarea(
+            attrs={
+                "rows": 2,
+                "placeholder": _("Only your colleagues see this. @username mentions one."),
+            }
+        ),
+    )

@@ -6,7 +6,7 @@ from datetime import datetime, time, timedelta
 from time import monotonic
 from time import time as time_now
 
-from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, F, Max, OuterRef, Prefetch, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
@@ -21,7 +21,9 @@ from .models import (
     Credential,
     Handover,
     Label,
+    Mention,
     Message,
+    Note,
 )
 
 # --- Inbox and API ----------------------------------------------------------------------
@@ -388,6 +390,60 @@ def room_handovers(*, room, limit=HANDOVER_HISTORY_LIMIT):
     return list(
         Handover.objects.filter(room=room).select_related("by").order_by("-at", "-id")[:limit]
     )
+
+
+# --- Private notes and mentions -----------------------------------------------------------
+# A fixed number of queries whatever the number of notes or mentions: authors are
+# joined, the people a page of notes mentions come in one more query, and a mention
+# list joins its note, the note's author and room (never the credential, whose row
+# holds encrypted tokens).
+
+#: Notes shown at once with a conversation (its latest ones).
+NOTES_LIMIT = 50
+#: Mentions shown at once on the mentions page (the latest ones).
+MENTIONS_LIMIT = 100
+
+
+def note_list(*, room):
+    """The notes of ``room``, newest first (the ``rchat_note_room`` index), each with
+    its author and the people it mentions (one query for the page, then one more)."""
+    mentions = Mention.objects.select_related("user").order_by("id")
+    return (
+        Note.objects.filter(room=room)
+        .select_related("author")
+        .prefetch_related(Prefetch("mentions", queryset=mentions))
+        .order_by("-id")
+    )
+
+
+def room_notes(*, room, limit=NOTES_LIMIT):
+    """The latest ``limit`` notes of ``room`` (``note_list``), oldest first.
+
+    Returns ``(notes oldest first, whether older notes exist)``.
+    """
+    rows = list(note_list(room=room)[: limit + 1])
+    return rows[:limit][::-1], len(rows) > limit
+
+
+def mention_unseen_count(*, user):
+    """How many of ``user``'s mentions are unseen (one COUNT on ``rchat_mention_unseen``)."""
+    if user is None or not user.is_authenticated:
+        return 0
+    return Mention.objects.filter(user=user, seen_at__isnull=True).count()
+
+
+def mention_list(*, user, unseen=False):
+    """``user``'s mentions, newest first, each with its note, the note's author and room
+    joined (one query); with ``unseen`` only those not seen yet. Slice it
+    (``MENTIONS_LIMIT``) or page it."""
+    mentions = (
+        Mention.objects.filter(user=user)
+        .select_related("note__author", "note__room")
+        .order_by("-id")
+    )
+    if unseen:
+        mentions = mentions.filter(seen_at__isnull=True)
+    return mentions
 
 
 # --- Broadcasts ---------------------------------------------------------------------------

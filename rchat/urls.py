@@ -31,6 +31,9 @@ urlpatterns = [
     path("inbox/<int:pk>/labels/remove/", views.room_label_remove, name="inbox-label-remove"),
     # --- Presence: who else has a conversation open, or types in it
     path("inbox/<int:pk>/presence/", views.room_presence, name="inbox-presence"),
+    path("inbox/mentions/", views.mentions, name="inbox-mentions"),
+    path("inbox/<int:pk>/notes/", views.note_add, name="inbox-note-add"),
+    path("inbox/<int:pk>/notes/<int:note_pk>/delete/", views.note_delete, name="inbox-note-delete"),
     path("api/", include(("rchat.api.urls", "api"))),
     # --- Attachments: what R-Chat fetches (no login; the key is the secret)
     path("files/<str:key>/<str:name>", views.attachment, name="attachment"),

@@ -6,7 +6,8 @@ answers 204 (nothing to swap) while its version has not changed.
 
 Seeing needs ``rchat.view_chatroom``; replying, retrying, assigning, closing,
 reopening, taking a room over from the bot and returning it need
-``rchat.reply_chatroom`` as well, checked again on every POST.
+``rchat.reply_chatroom`` as well, checked again on every POST. Private notes follow the
+same rule: reading them (and one's mentions) needs the first, writing one both.
 """
 
 import json
@@ -20,7 +21,7 @@ from django.contrib.auth.decorators import (
     login_required,
     permission_required,
 )
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseNotFound, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -36,9 +37,10 @@ from django.views.decorators.http import (
 
 from . import search, selectors, services
 from .exceptions import InvalidMessage
-from .forms import RoomFilterForm
-from .models import ChatRoom, Message
+from .forms import NoteForm, RoomFilterForm
+from .models import ChatRoom, Message, Note
 from .ui.messages import with_parts
+from .ui.notes import note_body_html
 from .ui.presence import presence_answer
 from .ui.reply import ReplyForm, reply_send
 from .ui.rooms import room_handler_parts
@@ -152,6 +154,8 @@ def _room_list_context(request, filters, current=None):
         "handlers": [{"key": key, "label": label} for key, label in handler_labels.items()],
         # The filter bar's choice of labels.
         "labels": list(selectors.label_list()),
+        # The tabs' "@" badge: notes that mention the agent, not yet seen.
+        "mentions_unseen": selectors.mention_unseen_count(user=request.user),
     }
 
 
@@ -196,6 +200,23 @@ def _labels_context(room):
     return {
         "room_labels": labels,
         "label_choices": [label for label in selectors.label_list() if label.pk not in on_room],
+    }
+
+
+def _notes_context(request, room, form=None):
+    """The conversation's notes panel: its latest notes drawn, and the note form."""
+    notes, older = selectors.room_notes(room=room)
+    for note in notes:
+        note.body_html = note_body_html(note, viewer=request.user)
+        note.can_delete = services.note_can_delete(note=note, user=request.user)
+    action = reverse("rchat:inbox-note-add", kwargs={"pk": room.pk})
+    query = _querystring(_filters(request))
+    return {
+        "notes": notes,
+        "notes_older": older,
+        "notes_limit": selectors.NOTES_LIMIT,
+        "note_form": form or NoteForm(),
+        "note_action": f"{action}?{query}" if query else action,
     }
 
 
@@ -299,6 +320,8 @@ def room_list_partial(request):
     context = _room_list_context(request, _filters(request), current=current)
     # The tabs' counts ride along and replace the tabs in place (htmx out-of-band swap).
     context["oob"] = True
+    # On the mentions page its tab stays the current one.
+    context["mentions_page"] = request.GET.get("mentions") == "1"
     return render(request, "rchat/_room_list.html", context)
 
 
@@ -328,8 +351,12 @@ def conversation(request, pk):
             else:
                 return _back_to_room(request, room)
     services.room_mark_read(room=room)
+    # The agent sees the room's notes: the ones that mention them are seen.
+    services.mentions_seen(user=request.user, room=room)
     context = _room_list_context(request, _filters(request), current=room.pk)
     context.update(_thread_context(request, room))
+    # A note refused by note_add comes back with its reason (see note_add below).
+    context.update(_notes_context(request, room, getattr(request, "rchat_note_form", None)))
     action = reverse("rchat:inbox-room", kwargs={"pk": room.pk})
     if context["querystring"]:
         action = f"{action}?{context['querystring']}"
@@ -625,3 +652,63 @@ def message_search(request):
         }
     )
     return render(request, "rchat/search.html", context)
+
+
+# --- Private notes and mentions -------------------------------------------------------------
+
+
+@require_POST
+@can_reply
+def note_add(request, pk):
+    """Add a private note to the room (never sent to R-Chat), then back to it.
+
+    A note that cannot be saved shows the conversation again with the reason next to
+    the note and its text as typed: the conversation view renders it, as a GET, with
+    this form in place of an empty one.
+    """
+    room = _get_room(pk)
+    form = NoteForm(request.POST)
+    if form.is_valid():
+        try:
+            services.note_add(room=room, author=request.user, body=form.cleaned_data["body"])
+        except ValidationError as exc:
+            form.add_error("body", exc)
+        else:
+            messages.success(request, _("Note added."))
+            return _back_to_notes(request, room)
+    request.method = "GET"
+    request.rchat_note_form = form
+    return conversation(request, pk)
+
+
+@require_POST
+@can_reply
+def note_delete(request, pk, note_pk):
+    """Delete a note of the room: one's own, or anyone's with ``rchat.delete_note``."""
+    room = _get_room(pk)
+    note = get_object_or_404(Note, pk=note_pk, room=room)
+    services.note_delete(note=note, user=request.user)
+    messages.success(request, _("Note deleted."))
+    return _back_to_notes(request, room)
+
+
+def _back_to_notes(request, room):
+    response = _back_to_room(request, room)
+    response["Location"] += "#rchat-notes"
+    return response
+
+
+@require_GET
+@can_see
+def mentions(request):
+    """The notes that mention the agent, newest first; each links to its conversation,
+    where opening it marks the mention seen."""
+    context = _room_list_context(request, _filters(request))
+    context.update(
+        {
+            "mentions": list(selectors.mention_list(user=request.user)[: selectors.MENTIONS_LIMIT]),
+            "mentions_limit": selectors.MENTIONS_LIMIT,
+            "mentions_page": True,
+        }
+    )
+    return render(request, "rchat/mentions.html", context)

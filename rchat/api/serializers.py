@@ -1,4 +1,4 @@
-"""The API's JSON shapes for chat rooms, messages and broadcasts."""
+"""The API's JSON shapes for chat rooms, messages, broadcasts and private notes."""
 
 from django.contrib.auth import get_user_model
 from django.utils.translation import gettext_lazy as _
@@ -6,7 +6,7 @@ from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_fiel
 from rest_framework import serializers
 
 from .. import search
-from ..models import Broadcast, CannedResponse, ChatRoom, Label, Message
+from ..models import Broadcast, CannedResponse, ChatRoom, Label, Mention, Message, Note
 from ..selectors import ROOM_STATUSES, ROOM_VIEWS, BroadcastProgress
 from .permissions import VIEW_PERMISSION
 
@@ -481,3 +481,74 @@ class MessageSearchResultSerializer(MessageSerializer):
     )
     def get_matches(self, message):
         return [list(span) for span in search.match_spans(message.text, self.context["q"])]
+
+
+# --- Private notes and mentions -----------------------------------------------------------
+
+
+class NoteSerializer(serializers.ModelSerializer):
+    """A private note: staff only, never sent to R-Chat."""
+
+    author = UserSerializer(read_only=True, allow_null=True)
+    mentioned = serializers.SerializerMethodField(
+        help_text=_("The colleagues the note mentions (@username).")
+    )
+
+    class Meta:
+        model = Note
+        fields = ["id", "room", "author", "body", "mentioned", "created_at"]
+        read_only_fields = fields
+
+    @extend_schema_field(UserSerializer(many=True))
+    def get_mentioned(self, note):
+        # From the prefetched mentions (selectors.note_list): no query per note.
+        return UserSerializer([mention.user for mention in note.mentions.all()], many=True).data
+
+
+class NoteCreateSerializer(serializers.Serializer):
+    """A note to add: its text, with ``@username`` to mention a colleague."""
+
+    body = serializers.CharField(
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text=_(
+            "Not blank; at most 5000 characters (Note.BODY_MAX). @username mentions a colleague."
+        ),
+    )
+
+
+class MentionNoteSerializer(serializers.ModelSerializer):
+    author = UserSerializer(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Note
+        fields = ["id", "room", "author", "body", "created_at"]
+        read_only_fields = fields
+
+
+class MentionRoomSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ChatRoom
+        fields = ["id", "chat_id", "display_name"]
+        read_only_fields = fields
+
+
+class MentionSerializer(serializers.ModelSerializer):
+    """A note that mentions the caller, with its chat room; ``seen_at`` null until the
+    caller opens the room in the inbox or admin."""
+
+    note = MentionNoteSerializer(read_only=True)
+    room = MentionRoomSerializer(source="note.room", read_only=True)
+
+    class Meta:
+        model = Mention
+        fields = ["id", "note", "room", "seen_at"]
+        read_only_fields = fields
+
+
+class MentionFilterSerializer(serializers.Serializer):
+    """The mention list's query parameters."""
+
+    unseen = serializers.BooleanField(
+        required=False, default=False, help_text=_("1: only the mentions not seen yet.")
+    )

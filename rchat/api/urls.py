@@ -30,6 +30,8 @@ urlpatterns = [
     path("rooms/<int:pk>/labels/", api(views.RoomLabelsView), name="room-labels"),
     path("rooms/<int:pk>/attachments/", api(views.RoomAttachmentsView), name="room-attachments"),
     path("labels/", api(views.LabelListView), name="label-list"),
+    path("rooms/<int:pk>/notes/", api(views.RoomNotesView), name="room-notes"),
+    path("mentions/", api(views.MentionListView), name="mention-list"),
     path("canned/", api(views.CannedListView), name="canned-list"),
     path(
         "rooms/<int:pk>/messages/<int:message_pk>/retry/",

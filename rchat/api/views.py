@@ -1,4 +1,5 @@
-"""The REST API: chat rooms, their messages, replies, the room's actions, broadcasts.
+"""The REST API: chat rooms, their messages, replies, the room's actions, broadcasts,
+private notes and mentions.
 
 Every view sets its authentication, permission, throttle, pagination, renderer and
 schema classes itself, so a host site's REST_FRAMEWORK defaults change nothing here.
@@ -7,6 +8,7 @@ Views parse and answer; reads go through ``rchat.selectors``, changes through
 """
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404
@@ -40,9 +42,13 @@ from .serializers import (
     ErrorSerializer,
     HandOverSerializer,
     LabelSerializer,
+    MentionFilterSerializer,
+    MentionSerializer,
     MessageSearchFilterSerializer,
     MessageSearchResultSerializer,
     MessageSerializer,
+    NoteCreateSerializer,
+    NoteSerializer,
     ReplySerializer,
     RoomFilterSerializer,
     RoomLabelsSerializer,
@@ -594,3 +600,69 @@ class MessageSearchView(RChatAPIView, generics.ListAPIView):
 
     def get_serializer_context(self):
         return {**super().get_serializer_context(), "q": getattr(self, "q", "")}
+
+
+# --- Private notes and mentions -------------------------------------------------------------
+
+
+class NoteCursorPagination(MessageCursorPagination):
+    """Newest first; follow ``next`` for older notes (the rchat_note_room index)."""
+
+
+class MentionCursorPagination(MessageCursorPagination):
+    """Newest first; follow ``next`` for older mentions (the rchat_mention_unseen index)."""
+
+
+class RoomNotesView(RChatAPIView, generics.ListAPIView):
+    """A room's private notes, newest first (GET); add one (POST). Never sent to R-Chat."""
+
+    serializer_class = NoteSerializer
+    pagination_class = NoteCursorPagination
+
+    def get_queryset(self):
+        return selectors.note_list(room=self.get_room())
+
+    @documented(
+        request=NoteCreateSerializer,
+        responses={201: NoteSerializer, 400: ErrorSerializer},
+        description=(
+            'Add a private note: {"body": "..."}, staff only, never sent to R-Chat. '
+            "@username mentions an active colleague who may see chat rooms (not you; "
+            'unknown names stay text). Empty or too long: 400 with {"detail": ..., '
+            '"errors": {"body": [reason]}} and nothing saved.'
+        ),
+    )
+    def post(self, request, pk):
+        room = self.get_room()
+        body = NoteCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            note = services.note_add(
+                room=room, author=request.user, body=body.validated_data["body"]
+            )
+        except DjangoValidationError as exc:
+            reasons = exc.messages
+            return Response({"detail": reasons[0], "errors": {"body": reasons}}, status=400)
+        note = selectors.note_list(room=room).get(pk=note.pk)
+        return Response(NoteSerializer(note).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("unseen", bool, description="1: only the mentions not seen yet"),
+    ],
+    responses={200: MentionSerializer(many=True), 400: ErrorSerializer},
+)
+class MentionListView(RChatAPIView, generics.ListAPIView):
+    """Notes that mention the caller, newest first, each with its chat room; a mention
+    is seen once the caller opens the room in the inbox or admin."""
+
+    serializer_class = MentionSerializer
+    pagination_class = MentionCursorPagination
+
+    def get_queryset(self):
+        filters = MentionFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        return selectors.mention_list(
+            user=self.request.user, unseen=filters.validated_data["unseen"]
+        )

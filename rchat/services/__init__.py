@@ -6,10 +6,11 @@ these functions and answer; they do not write rows themselves. Functions are nam
 ``credentials``, ``rooms``, ``outbound`` (queueing), ``delivery`` (sending),
 ``inbound`` (webhooks), ``handover`` (the bot or people), ``broadcasts`` (one message to
 many rooms), ``labels`` (tags on chat rooms), ``canned`` (canned responses),
-``attachments`` (images and files agents upload), ``presence`` (who else has a
-conversation open: the cache, not the database), ``retention`` (deleting old webhook
-events and delivery attempts) and ``staff`` (the operators' and agents' groups); every
-public function is importable from ``rchat.services`` itself.
+``notes`` (private notes in a conversation and their @mentions), ``attachments``
+(images and files agents upload), ``presence`` (who else has a conversation open: the
+cache, not the database), ``retention`` (deleting old webhook events and delivery
+attempts) and ``staff`` (the operators' and agents' groups); every public function is
+importable from ``rchat.services`` itself.
 """
 
 from .attachments import (
@@ -59,6 +60,13 @@ from .inbound import (
     webhook_refuse,
 )
 from .labels import label_check, label_save, room_label_add, room_label_remove, room_labels_set
+from .notes import (
+    mentions_seen,
+    note_add,
+    note_can_delete,
+    note_check,
+    note_delete,
+)
 from .outbound import message_requeue_stale, message_retry, message_send
 from .presence import presence_report
 from .retention import PurgeResult, retention_purge
@@ -98,10 +106,15 @@ __all__ = [
     "delivery_drain",
     "label_check",
     "label_save",
+    "mentions_seen",
     "message_hook_run",
     "message_requeue_stale",
     "message_retry",
     "message_send",
+    "note_add",
+    "note_can_delete",
+    "note_check",
+    "note_delete",
     "presence_report",
     "retention_purge",
     "room_assign",

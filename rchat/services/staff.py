@@ -33,6 +33,9 @@ GROUP_PERMISSIONS = {
         # Webhook events and "Re-process".
         "view_webhookevent",
         "change_webhookevent",
+        # Private notes and uploaded attachments, to find them (deleting: superusers).
+        "view_note",
+        "view_attachment",
     ),
 }
 

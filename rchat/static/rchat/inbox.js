@@ -223,7 +223,8 @@
   // --- Keyboard shortcuts ------------------------------------------------------------
   // j / k (ArrowDown / ArrowUp while the list has the focus) pick the next / previous
   // conversation, Enter opens it, r goes to the reply box, Ctrl+Enter (Cmd+Enter)
-  // sends, Esc leaves the reply box or closes the help, ? shows the help. While one
+  // sends (in the private note's box: adds the note), n goes to the note, Esc leaves
+  // the reply box or closes the help, ? shows the help. While one
   // types in a field only Esc and Ctrl+Enter are shortcuts.
 
   // The picked conversation, by its link: the list is replaced every two seconds.
@@ -288,10 +289,20 @@
     return null;
   }
 
+  function noteField() {
+    // The notes panel is a <details>: open it to reach its field.
+    var panel = document.getElementById("rchat-notes");
+    var field = panel && panel.querySelector("form.rchat-note-form textarea");
+    if (field) panel.open = true;
+    return field;
+  }
+
   document.addEventListener("keydown", function (event) {
     if (event.defaultPrevented || event.isComposing) return;
     var target = event.target;
     var inReply = target.closest && target.closest("form.rchat-reply");
+    // The private note's form: Enter is a new line there, Ctrl+Enter adds the note.
+    var inNote = target.closest && target.closest("form.rchat-note-form");
     if (event.key === "Escape") {
       var panel = keysPanel();
       if (panel && !panel.hidden) {
@@ -304,9 +315,9 @@
       return;
     }
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
-      if (inReply) {
+      if (inReply || inNote) {
         event.preventDefault();
-        submit(inReply);
+        submit(inReply || inNote);
       }
       return;
     }
@@ -328,6 +339,12 @@
       if (field) {
         event.preventDefault();
         field.focus();
+      }
+    } else if (key === "n") {
+      var note = noteField();
+      if (note) {
+        event.preventDefault();
+        note.focus();
       }
     } else if (key === "?") {
       event.preventDefault();
