@@ -1,3 +1,3 @@
 """rchat: connect a Django site to R-Chat (Chatday)."""
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"

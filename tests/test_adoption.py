@@ -227,13 +227,21 @@ def _login(base, login_path, username):
     return session
 
 
-def _post_form(session, url, data):
+def _post_form(session, url, data, files=None):
     return session.post(
         url,
         data={**data, "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        files=files,
         headers={"Referer": url},
         timeout=30,
     )
+
+
+#: A 1 by 1 PNG, as an agent would attach a picture.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
 
 
 def test_a_new_site_installs_the_wheel_applies_the_recipe_and_answers_end_users(site):
@@ -348,6 +356,39 @@ def test_a_new_site_installs_the_wheel_applies_the_recipe_and_answers_end_users(
         )
         assert received[-1]["message"] == {"type": "text", "data": "ร้านเปิด 10 โมงค่ะ"}
 
+        # The agent attaches a picture: the site keeps it in its MEDIA_ROOT (the
+        # recipe's) and R-Chat gets a URL it can fetch without signing in.
+        answer = _post_form(
+            agent,
+            room_url,
+            {"type": "text", "text": ""},
+            files={"file": ("สินค้า.png", PNG, "image/png")},
+        )
+        assert answer.status_code == 200, answer.text[-500:]
+        received = eventually(
+            lambda: sandbox.received("adopt-1"),
+            lambda got: len(got) >= 4,
+            timeout=60,
+            what="the picture to reach the sandbox",
+        )
+        picture = received[-1]["message"]
+        assert picture["type"] == "image" and picture["data"]["name"] == "สินค้า.png"
+        fetched = requests.get(picture["data"]["url"], timeout=30)
+        assert fetched.status_code == 200 and fetched.content == PNG
+        assert fetched.headers["X-Content-Type-Options"] == "nosniff"
+        assert list((site.root / "media" / "rchat" / "attachments").glob("*/*.png"))
+
+        # A private note for the operator stays in the site: R-Chat gets nothing.
+        answer = _post_form(
+            agent, f"{room_url}notes/", {"body": "ลูกค้าถามราคา @olivia ช่วยดูสต็อกด้วยค่ะ"}
+        )
+        assert answer.status_code == 200
+        mentions = operator.get(f"{base}/rchat/api/mentions/?unseen=1", timeout=30).json()
+        assert [m["note"]["body"] for m in mentions["results"]] == [
+            "ลูกค้าถามราคา @olivia ช่วยดูสต็อกด้วยค่ะ"
+        ]
+        assert len(sandbox.received("adopt-1")) == 4
+
         _every_page_answers_the_right_user(base, operator, agent, room["id"])
         assert all(process.poll() is None for process in processes), "a process exited"
     finally:
@@ -362,7 +403,15 @@ def test_a_new_site_installs_the_wheel_applies_the_recipe_and_answers_end_users(
 def _every_page_answers_the_right_user(base, operator, agent, room_id):
     admin_index = operator.get(f"{base}/admin/rchat/", timeout=30).text
     models = sorted(set(re.findall(r'href="/admin/rchat/(\w+)/"', admin_index)))
-    assert models == ["broadcast", "chatroom", "credential", "message", "webhookevent"]
+    assert models == [
+        "attachment",
+        "broadcast",
+        "chatroom",
+        "credential",
+        "message",
+        "note",
+        "webhookevent",
+    ]
     operator_pages = ["/admin/", "/admin/rchat/", "/admin/rchat/chatroom/overview/"]
     for model in models:
         listing = f"/admin/rchat/{model}/"

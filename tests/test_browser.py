@@ -205,9 +205,13 @@ def test_screenshots_of_the_inbox_and_a_conversation(browser, live_server, tmp_p
         made[index].last_message_preview = preview
         made[index].save()
 
-    # A colleague has the conversation open: the line under the thread says so.
+    # A colleague has the conversation open: the line under the thread says so. A
+    # private note for them sits apart from the thread.
     colleague = user_with(username="narin", first_name="Narin", is_staff=False)
     services.presence_report(room=room, user=colleague, state="viewing")
+    services.note_add(
+        room=room, author=agent, body="Regular customer. @narin please check the stock."
+    )
 
     page = browser.new_page(viewport={"width": 1280, "height": 760})
     log_in(page, live_server, agent)
@@ -217,6 +221,7 @@ def test_screenshots_of_the_inbox_and_a_conversation(browser, live_server, tmp_p
     page.click("text=Malee Wong")
     page.wait_for_selector("text=You're welcome!")
     page.wait_for_selector("text=Narin is also viewing")
+    page.wait_for_selector(".rchat-notes >> text=please check the stock")
     save(page, "conversation.png", tmp_path)
     page.goto(f"{live_server.url}/rchat/inbox/search/?q=Chiang+Mai")
     page.wait_for_selector("mark")
