@@ -207,6 +207,17 @@ def agent_client(client, agent):
 
 
 @pytest.fixture
+def operator(client):
+    """A superuser (staff, as the factory makes every user), signed in to the test
+    client."""
+    from tests.factories import UserFactory
+
+    user = UserFactory(username="boss", is_superuser=True)
+    client.force_login(user)
+    return user
+
+
+@pytest.fixture
 def connect():
     """``connect(signal, receiver)`` for this test only: disconnected afterwards."""
     connected = []

@@ -34,14 +34,6 @@ from tests.factories import (
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def operator(client):
-    """A superuser logged in to the test client."""
-    user = UserFactory(username="boss", is_superuser=True)
-    client.force_login(user)
-    return user
-
-
 def _staff_with(client, *codenames):
     user = user_with(*codenames, username="viewer")
     client.force_login(user)

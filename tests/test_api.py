@@ -28,14 +28,6 @@ def token_client(user):
     return client
 
 
-@pytest.fixture(autouse=True)
-def _fresh_throttle_counts():
-    # Throttle counters live in the cache; each test starts with none.
-    cache.clear()
-    yield
-    cache.clear()
-
-
 @pytest.fixture
 def bot():
     return user_with()

@@ -377,15 +377,6 @@ def test_the_reply_box_is_multipart_and_offers_a_file_unless_attachments_are_off
     assert response.status_code == 302 and not Attachment.objects.exists()
 
 
-@pytest.fixture
-def operator(client):
-    from tests.factories import UserFactory
-
-    user = UserFactory(username="boss", is_staff=True, is_superuser=True)
-    client.force_login(user)
-    return user
-
-
 def admin_post(client, room, **fields):
     fields.setdefault("type", "text")
     fields.setdefault("text", "")

@@ -29,21 +29,12 @@ from tests.factories import (
     ExternalBotFactory,
     MessageFactory,
     ShiftFactory,
-    UserFactory,
     user_with,
 )
 
 pytestmark = pytest.mark.django_db
 
 RULES = "admin:rchat_autoreply_changelist"
-
-
-@pytest.fixture
-def operator(client):
-    """A superuser logged in to the test client."""
-    user = UserFactory(username="boss", is_superuser=True)
-    client.force_login(user)
-    return user
 
 
 @pytest.fixture(autouse=True)

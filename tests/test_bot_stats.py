@@ -222,13 +222,6 @@ def test_percentiles_interpolate_like_percentile_cont(values, fraction, expected
 # --- The admin overview and its CSV ------------------------------------------------------
 
 
-@pytest.fixture
-def operator(client):
-    user = UserFactory(username="boss", is_superuser=True)
-    client.force_login(user)
-    return user
-
-
 def test_overview_draws_the_bot_s_figures(client, operator, week):
     """The overview shows the bot's charts and table for the chosen period."""
     page = client.get(reverse("admin:rchat_overview"), {"days": "14"}).content.decode()

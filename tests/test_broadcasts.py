@@ -11,7 +11,6 @@ from io import StringIO
 
 import pytest
 from django.contrib.admin import helpers
-from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.urls import reverse
@@ -44,13 +43,6 @@ def _fresh_budgets(monkeypatch):
     # Without a shared Redis each process keeps its own rate budgets, by credential id;
     # a new set, so that a credential id an earlier test used starts with a full bucket.
     monkeypatch.setattr(ratelimit, "_local", ratelimit._LocalBudgets())
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle_counts():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture
@@ -428,13 +420,6 @@ def test_settling_leaves_a_broadcast_being_queued_alone(rooms):
 
 
 # --- Admin ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def operator(client):
-    user = UserFactory(username="boss", is_superuser=True)
-    client.force_login(user)
-    return user
 
 
 def action_post(client, room_ids, url=None, **fields):

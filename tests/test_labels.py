@@ -262,15 +262,6 @@ def test_api_room_list_runs_the_same_queries_for_1_or_30_labelled_rooms(api):
 # --- Admin -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def operator(client):
-    from tests.factories import UserFactory
-
-    user = UserFactory(username="boss", is_superuser=True)
-    client.force_login(user)
-    return user
-
-
 def test_admin_room_list_shows_label_chips_and_filters_by_label(client, operator):
     vip = label("VIP", "red")
     tagged = ChatRoomFactory(display_name="Tagged Person")

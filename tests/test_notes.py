@@ -2,12 +2,8 @@
 the API, what each page costs, and one colleague mentioning another in a real browser.
 """
 
-import os
-import shutil
-
 import pytest
 from django.contrib.auth.models import Group, Permission
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -16,9 +12,9 @@ from rest_framework.test import APIClient
 
 from rchat import selectors, services
 from rchat.models import Mention, Message, Note
-from tests.conftest import _missing
 from tests.factories import ChatRoomFactory, CredentialFactory, UserFactory, user_with
 from tests.test_api import answer_schema  # noqa: F401  (a fixture: responses against the schema)
+from tests.test_browser import WAIT_MS, log_in
 
 pytestmark = pytest.mark.django_db
 
@@ -365,13 +361,6 @@ def test_opening_a_room_does_not_clear_a_colleagues_mentions(client, room, kanya
 # --- Admin ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def operator(client):
-    user = UserFactory(username="boss", is_superuser=True)
-    client.force_login(user)
-    return user
-
-
 def admin_room(room):
     return reverse("admin:rchat_chatroom_change", args=[room.pk])
 
@@ -430,13 +419,6 @@ def test_admin_note_list_searches_and_deletes_notes(client, operator, room, somc
 
 
 # --- The API --------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle_counts():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture
@@ -580,47 +562,11 @@ def test_pages_cost_the_same_for_1_or_50_notes_and_30_mentions(
 
 # --- In a real browser ----------------------------------------------------------------------
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-PASSWORD = "pw-for-tests"
-WAIT_MS = 15_000
-
-
-@pytest.fixture(scope="module")
-def browser():
-    # Module-scoped, as in tests/test_browser.py: started before the test's database
-    # fixtures, the ORM keeps one connection; started after them, Playwright's event
-    # loop would give the test's own queries a second one, left open at teardown.
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("needs Playwright: pip install -r requirements/dev.txt")
-    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
-        _missing(f"needs Chromium at {CHROMIUM}: apt-get install chromium")
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        yield browser
-        browser.close()
-
 
 def sign_in(browser, live_server, user):
     """A fresh browser session of ``user``, signed in through the real login form."""
     page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
-    page.goto(f"{live_server.url}/rchat/inbox/")
-    page.fill("input[name=username]", user.username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("input[type=submit], button[type=submit]")
-    page.wait_for_url("**/rchat/inbox/**")
+    log_in(page, live_server, user)
     return page
 
 
