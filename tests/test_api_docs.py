@@ -2,6 +2,9 @@
 webhook described as it answers, and a docs page that sends a stranger to sign in."""
 
 import json
+import os
+import subprocess
+import sys
 from urllib.parse import urlsplit
 
 import jsonschema
@@ -16,6 +19,7 @@ from rest_framework.test import APIClient
 from rchat import webhooks
 from rchat.api import docs
 from tests.factories import CredentialFactory, UserFactory, user_with
+from tests.processes import ROOT
 from tests.test_api import _as_json_schema, token_client
 
 pytestmark = pytest.mark.django_db
@@ -83,6 +87,40 @@ def test_operation_ids_do_not_depend_on_where_the_site_mounts_rchat(tmp_path):
     assert ids(site) == ids(alone)
     assert not [id for id in ids(site) if id.startswith("api_")]
     assert "rooms_messages_create" in ids(site)
+
+
+def test_a_sites_own_schema_run_describes_the_webhook_without_a_warning(tmp_path):
+    """A site that documents its own DRF views with drf-spectacular runs the command
+    without rchat's settings: the webhook is no longer W001 (two operations named
+    webhook_create) nor W002 (no serializer). A process of its own: the schema class
+    is read when the views are imported."""
+    (tmp_path / "documented_site.py").write_text(
+        "from project.settings import *\n"
+        "REST_FRAMEWORK = {**REST_FRAMEWORK, "
+        '"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}\n'
+    )
+    out = tmp_path / "site.json"
+    run = subprocess.run(  # noqa: S603 - a fixed command line
+        [sys.executable, "manage.py", "spectacular", "--format=openapi-json", f"--file={out}"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "documented_site",
+            "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert [line for line in run.stderr.splitlines() if "ebhook" in line] == []
+    document = json.loads(out.read_text())
+    webhook = document["paths"]["/rchat/webhook/"]["post"]
+    assert (webhook["operationId"], webhook["tags"]) == ("webhook_receive", [docs.WEBHOOK])
+    assert "requestBody" in webhook
+    rooms = document["paths"]["/rchat/api/rooms/"]["get"]
+    assert (rooms["operationId"], rooms["tags"]) == ("rooms_list", [docs.ROOMS])
 
 
 def test_every_operation_has_exactly_one_of_the_fixed_tags(schema):

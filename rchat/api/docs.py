@@ -16,6 +16,8 @@ script, and its styles are files: a strict Content-Security-Policy (script-src a
 style-src 'self') allows the page.
 """
 
+import re
+
 from django.contrib.auth.decorators import login_required, permission_required
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext_lazy as _
@@ -108,10 +110,6 @@ SCHEMA_SETTINGS = {
     "VERSION": "1",
     "TAGS": TAGS,
     "PREPROCESSING_HOOKS": ["rchat.api.docs.only_rchat_api"],
-    # Operation ids relative to the API's root (rchat.urls mounts it at "api/"), wherever
-    # the site mounts rchat: the webhook beside the API would otherwise shorten the
-    # common prefix and put "api_" before every id.
-    "SCHEMA_PATH_PREFIX": r"^(?:.*/)?api/",
     # A reply's sender (person or bot) and a message's (any Message.Sender) are two
     # choice sets under one field name: each named here, not "Sender<hash>Enum".
     # A message and its room also come in search results: their choice sets are named
@@ -139,8 +137,24 @@ def only_rchat_api(endpoints, **kwargs):
     ]
 
 
+#: Where the API begins in a path: rchat.urls mounts it at "api/", the site mounts rchat
+#: anywhere ("/rchat/api/rooms/", "/api/rooms/", "/support/chat/api/rooms/").
+API_ROOT = re.compile(r"^(?:.*/)?api/")
+
+
 class RChatSchema(AutoSchema):
-    """drf-spectacular's AutoSchema, with the view's tag (``schema_tag``) as its one tag."""
+    """drf-spectacular's AutoSchema, with the view's tag (``schema_tag``) as its one tag
+    and operation ids relative to the API's root."""
+
+    def get_operation_id(self):
+        # "rooms_list" wherever the site mounts rchat and whatever else the schema holds:
+        # drf-spectacular strips the paths' common prefix, which the webhook beside the
+        # API (or a site's own views) shortens, and every id would begin "api_" or
+        # "rchat_api_". get_operation() sets path_prefix anew for each operation.
+        root = API_ROOT.match(self.path)
+        if root is not None:
+            self.path_prefix = "^" + re.escape(root.group())
+        return super().get_operation_id()
 
     def get_tags(self):
         tag = getattr(self.view, "schema_tag", None)
