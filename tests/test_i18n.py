@@ -71,3 +71,133 @@ def test_no_string_in_the_code_is_missing_from_the_catalogue(tmp_path):
     before = {m for m, _, _ in _entries(PO.read_text(encoding="utf-8"))}
     after = {m for m, _, _ in _entries((app / PO.relative_to(PO.parents[3])).read_text("utf-8"))}
     assert sorted(after - before) == []
+
+
+# --- The pages themselves, in Thai ------------------------------------------------------
+
+# What may stay in Latin letters on a page in Thai: names of products and companies,
+# protocols and formats, and the keys of the keyboard shortcuts.
+ALLOWED_WORDS = {
+    "R-Chat", "Chatday", "Chatday-Token", "Chatday-Signature-Token", "LINE", "Facebook",
+    "Instagram", "Messenger", "WhatsApp", "TikTok", "Shopee", "Lazada", "Django", "API",
+    "URL", "URLs", "ID", "id", "HTTP", "HTTPS", "https", "JSON", "OpenAPI", "Swagger", "REST", "CSV",
+    "Enter", "Shift", "Ctrl", "Esc", "Mac", "Tab", "PNG", "JPEG", "PDF", "GIF", "MB", "KB",
+    "webhook", "worker", "jpg", "png", "gif", "webp", "pdf", "txt", "csv", "zip", "docx", "xlsx",
+}  # fmt: skip
+# Not words of a sentence: a masked token (••••5VBh), an @mention, an RCHAT setting's name,
+# and Django's search icon, whose alt="Search" its template does not translate.
+_CODE = re.compile(r'•+\w+|@\w+|RCHAT\["\w+"\]|<img src="[^"]*/search\.svg" alt="Search">')
+_TAGS = re.compile(r"<(script|style)\b.*?</\1>|<!--.*?-->|<[^>]+>", re.S | re.I)
+_ATTRIBUTES = re.compile(r'\s(?:placeholder|title|aria-label|alt)="([^"]*)"', re.I)
+_URLS = re.compile(
+    r"\b(?:https?|mailto)://\S+|\b[\w.+-]+@[\w-]+\.[\w.]+|\b[\w-]+\.(?:png|jpg|pdf)\b"
+)
+_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*[A-Za-z]|[A-Za-z]")  # noqa: RUF001
+
+
+def _english_left(html, allowed):
+    """The Latin-letter words a reader sees on ``html`` (its text, and what its
+    placeholders, titles, labels for screen readers and alt texts say), less ``allowed``."""
+    import html as html_module
+
+    html = _CODE.sub(" ", html)
+    attributes = " ".join(_ATTRIBUTES.findall(html))
+    text = html_module.unescape(_TAGS.sub(" ", html) + " " + attributes)
+    text = _URLS.sub(" ", text)
+    return sorted({w for w in _WORD.findall(text) if w not in allowed and len(w) > 1})
+
+
+def _other_apps_words():
+    """The words of the names other apps give themselves and their models on admin's
+    index (Axes' "Access attempts"): theirs to translate, not rchat's."""
+    from django.apps import apps
+
+    names = []
+    for config in apps.get_app_configs():
+        if config.name == "rchat" or config.name.startswith("django."):
+            continue
+        names.append(str(config.verbose_name))
+        names += [str(m._meta.verbose_name_plural) for m in config.get_models()]
+    words = set(_WORD.findall(" ".join(names)))
+    return words | {word.capitalize() for word in words}
+
+
+@pytest.fixture
+def thai_pages(client, settings):
+    """Every main page of the inbox and admin, with a conversation holding every type
+    of message, a private note and an @mention, fetched with Thai chosen; and the words
+    the data itself puts on them (names, ids)."""
+    from django.urls import reverse
+
+    from rchat import services
+    from tests.factories import ChatRoomFactory, CredentialFactory, MessageFactory, UserFactory
+
+    operator = UserFactory(username="boss", first_name="สมชาย", is_superuser=True)
+    UserFactory(username="malee", first_name="มาลี", is_superuser=True)
+    credential = CredentialFactory(name="ร้านค้า")
+    room = ChatRoomFactory(credential=credential, chat_id="c-1", display_name="สมหญิง")
+    MessageFactory(room=room, data="สวัสดีค่ะ สั่งของได้ไหม")
+    MessageFactory(room=room, type="image", data={"url": "https://img.example/a.png"})
+    MessageFactory(room=room, type="file", data={"url": "https://img.example/b.pdf"})
+    MessageFactory(room=room, type="sticker", data={"packageId": "1", "stickerId": "2"})
+    MessageFactory(room=room, type="location", data={"latitude": 13.7, "longitude": 100.5})
+    MessageFactory(room=room, type="poll", data={"question": "?"})
+    MessageFactory(room=room, direction="out", data="ได้ค่ะ", status="sent", sender="person")
+    MessageFactory(room=room, direction="out", data="ส่งไม่ได้", status="failed")
+    services.note_add(room=room, author=operator, body="ช่วยดูหน่อย @malee")
+    client.force_login(operator)
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "th"
+    urls = [
+        reverse("rchat:inbox"),
+        reverse("rchat:inbox-room", args=[room.pk]),
+        reverse("rchat:inbox-search") + "?q=สวัสดี",
+        reverse("rchat:inbox-mentions"),
+        reverse("admin:index"),
+        reverse("admin:rchat_chatroom_changelist"),
+        reverse("admin:rchat_chatroom_change", args=[room.pk]),
+        reverse("admin:rchat_credential_change", args=[credential.pk]),
+        reverse("admin:rchat_message_changelist"),
+    ]
+    pages = {}
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        pages[url] = response.content.decode()
+    client.logout()  # which forgets the cookies
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "th"
+    response = client.get(reverse("rchat:login"))
+    assert response.status_code == 200
+    pages[reverse("rchat:login")] = response.content.decode()
+    # What the data puts there: usernames, the chat id, an unknown type and its data,
+    # and the language switch's languages, each in its own language ("English").
+    data_words = {"boss", "malee", "poll", "question", "English"}
+    return pages, data_words
+
+
+@pytest.mark.django_db
+def test_the_main_pages_in_thai_show_no_english_words(thai_pages):
+    """Every string a reader sees on the inbox, the sign-in page and rchat's admin pages
+    is Thai with Thai chosen: an English one means a string that is not translated, not
+    marked for translation, or missing from Django's own Thai."""
+    pages, data_words = thai_pages
+    allowed = ALLOWED_WORDS | data_words | _other_apps_words()
+    if os.environ.get("RCHAT_I18N_DUMP"):
+        Path(os.environ["RCHAT_I18N_DUMP"]).mkdir(exist_ok=True)
+        for i, html in enumerate(pages.values()):
+            Path(os.environ["RCHAT_I18N_DUMP"], f"{i}.html").write_text(html)
+    left = {url: words for url, html in pages.items() if (words := _english_left(html, allowed))}
+
+    assert left == {}, "English on pages in Thai:\n" + "\n".join(
+        f"{url}: {' '.join(words)}" for url, words in left.items()
+    )
+
+
+def test_the_page_check_finds_english_text_placeholders_and_labels():
+    """The check itself sees what a reader sees, and only that."""
+    html = (
+        '<html><head><style>.x{color:red}</style><script>var a = "Hidden";</script></head>'
+        '<body><p>สวัสดี Hello</p><input placeholder="Type here"><a href="/x" '
+        'title="ลิงก์">https://r-chat.example/path R-Chat</a><!-- a comment --></body></html>'
+    )
+
+    assert _english_left(html, ALLOWED_WORDS) == ["Hello", "Type", "here"]
