@@ -735,7 +735,8 @@ class ChatRoomAdmin(SubstringSearch, RChatAdmin):
     filter_horizontal = ["labels"]
 
     class Media:
-        css = {"all": ["rchat/labels.css"]}
+        # admin.css: the list's columns wrap to fit beside the filters.
+        css = {"all": ["rchat/labels.css", "rchat/admin.css"]}
 
     def get_queryset(self, request):
         return (
