@@ -1,6 +1,7 @@
 """rchat ships Thai: every string of the catalogue is translated and compiled."""
 
 import gettext
+import json
 import os
 import re
 import shutil
@@ -209,3 +210,104 @@ def test_the_page_check_finds_english_text_placeholders_and_labels():
     )
 
     assert _english_left(html, ALLOWED_WORDS) == ["Hello", "Type", "here"]
+
+
+# --- The language switch ----------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_choosing_a_language_is_remembered_and_leads_back(client, settings):
+    """Anyone, signed in or not, may choose; Django's language cookie keeps the choice,
+    and the next page is in it."""
+    from django.urls import reverse
+
+    response = client.post(reverse("rchat:language"), {"language": "th", "next": "/rchat/login/"})
+
+    assert response.status_code == 302
+    assert response["Location"] == "/rchat/login/"
+    assert response.cookies[settings.LANGUAGE_COOKIE_NAME].value == "th"
+    page = client.get("/rchat/login/")
+    assert '<html lang="th">' in page.content.decode()
+    assert "เข้าสู่ระบบกล่องข้อความ" in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_language_the_site_does_not_offer_is_refused_with_a_reason(client, settings):
+    from django.urls import reverse
+
+    response = client.post(reverse("rchat:language"), {"language": "fr", "next": "/"})
+
+    assert response.status_code == 400
+    assert "“fr” is not one of this site's languages." in response.content.decode()
+    assert settings.LANGUAGE_COOKIE_NAME not in response.cookies
+    assert client.get(reverse("rchat:language")).status_code == 405
+
+
+@pytest.mark.django_db
+def test_the_language_switch_does_not_lead_to_another_site(client):
+    from django.urls import reverse
+
+    response = client.post(
+        reverse("rchat:language"), {"language": "th", "next": "https://evil.example/"}
+    )
+
+    assert response.status_code == 302
+    assert "evil.example" not in response["Location"]
+
+
+@pytest.mark.django_db
+def test_the_switch_offers_the_sites_languages_in_their_own_names(client, settings):
+    settings.LANGUAGES = [("en", "English"), ("th", "Thai")]
+    page = client.get("/rchat/login/").content.decode()
+
+    assert '<option value="en" lang="en" selected>English</option>' in page
+    assert '<option value="th" lang="th">ภาษาไทย</option>' in page
+
+
+@pytest.mark.django_db
+def test_no_switch_without_locale_middleware_and_a_check_says_why(client, settings):
+    from django.core.checks import run_checks
+
+    settings.MIDDLEWARE = [
+        m for m in settings.MIDDLEWARE if m != "django.middleware.locale.LocaleMiddleware"
+    ]
+
+    assert 'name="language"' not in client.get("/rchat/login/").content.decode()
+    warnings = [m for m in run_checks(tags=["translation"]) if m.id == "rchat.W008"]
+    assert len(warnings) == 1
+    assert "LocaleMiddleware" in warnings[0].hint
+
+
+def test_the_locale_middleware_check_is_quiet_for_a_site_of_one_language(settings):
+    from django.core.checks import run_checks
+
+    settings.MIDDLEWARE = [
+        m for m in settings.MIDDLEWARE if m != "django.middleware.locale.LocaleMiddleware"
+    ]
+    settings.LANGUAGES = [("en", "English")]
+
+    assert [m for m in run_checks(tags=["translation"]) if m.id == "rchat.W008"] == []
+
+
+# --- Admin's own strings ------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_admin_scripts_get_rchats_thai_for_what_djangos_lacks(client, settings):
+    """rchat's script catalogue holds only what it translates: "%(sel)s of %(cnt)s
+    selected" in Thai; nothing in English, so admin's own catalogue stays as it is."""
+    from django.urls import reverse
+
+    from tests.factories import UserFactory
+
+    client.force_login(UserFactory(is_superuser=True))
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "th"
+    thai = client.get(reverse("rchat:admin-jsi18n")).content.decode()
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"
+    english = client.get(reverse("rchat:admin-jsi18n")).content.decode()
+    chat_rooms = client.get(reverse("admin:rchat_chatroom_changelist")).content.decode()
+
+    assert '"%(sel)s of %(cnt)s selected": [\n' in thai
+    assert json.dumps("เลือก %(sel)s จาก %(cnt)s") in thai  # as the catalogue escapes it
+    assert "newcatalog" not in english
+    assert f'<script src="{reverse("rchat:admin-jsi18n")}"></script>' in chat_rooms
