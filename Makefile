@@ -48,10 +48,15 @@ clean:
 	rm -rf $(VENV) var .pytest_cache
 
 # Translations: refresh rchat/locale/*/LC_MESSAGES/django.po from the code and
-# templates, then compile the .mo files Django reads (needs GNU gettext).
+# templates, then compile the .mo files Django reads (needs GNU gettext). The demo
+# project's own strings (templates/, project/) go to project/locale: rchat's files are
+# left out by path ("-i rchat" would also leave out templates/rchat/).
 messages: $(STAMP)
 	cd rchat && ../$(BIN)/django-admin makemessages -l th --no-obsolete
 	cd rchat && ../$(BIN)/django-admin compilemessages
+	$(BIN)/python manage.py makemessages -l th --no-obsolete -i 'rchat/[a-z_]*' \
+	  -i tests -i docs -i bench -i var -i build -i dist
+	cd project && ../$(BIN)/django-admin compilemessages
 
 # --- Benchmarks and fault scenarios (docs/performance.md) ---------------------------
 # Both need PostgreSQL and Redis: DATABASE_URL=postgres://... CELERY_BROKER_URL=redis://...

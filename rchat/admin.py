@@ -1,6 +1,7 @@
 """Django admin for operators: credentials, chat rooms, messages, webhook events, broadcasts,
 private notes."""
 
+import copy
 import csv
 import json
 
@@ -16,7 +17,7 @@ from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpRespo
 from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import NoReverseMatch, path, reverse
 from django.utils.crypto import constant_time_compare
 from django.utils.html import format_html, format_html_join
 from django.utils.text import smart_split, unescape_string_literal
@@ -44,6 +45,7 @@ from .models import (
     Message,
     Note,
     WebhookEvent,
+    message_type_label,
 )
 from .services.broadcasts import SKIP_REASONS
 from .ui.messages import person_name, with_parts
@@ -131,6 +133,16 @@ class RChatAdmin(WhenFieldsAdmin, admin.ModelAdmin):
     """What every rchat admin page shares; its date-time columns and read-only fields
     show times as the inbox does (rchat.ui.when)."""
 
+    @property
+    def media(self):
+        # rchat's Thai for the strings of admin's scripts ("0 of 2 selected") that
+        # Django's Thai lacks; loaded after admin's own catalogue (rchat/admin_i18n.py).
+        media = super().media
+        try:
+            return media + forms.Media(js=[reverse("rchat:admin-jsi18n")])
+        except NoReverseMatch:  # a site that has not mounted rchat.urls
+            return media
+
     def get_changelist_instance(self, request):
         # A filter value with a NUL character reaches the database, which refuses it
         # (a 500 on PostgreSQL): treat it as admin treats any wrong filter ("?e=1").
@@ -169,6 +181,22 @@ class CredentialAdmin(RChatAdmin):
     class Media:
         # The webhook URL's "Copy" button, on the list and the change page.
         js = ["rchat/admin.js"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # On the form the token field itself says which token is stored (get_form): a
+        # read-only "Chatday-Token" beside it would label the page's one token twice.
+        return [f for f in super().get_readonly_fields(request, obj) if f != "masked_token"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is not None and obj.masked_token:
+            token = form.base_fields["token"] = copy.deepcopy(form.base_fields["token"])
+            token.help_text = format_html(
+                "{} {}",
+                _("Stored: %(token)s.") % {"token": obj.masked_token},
+                CredentialForm.base_fields["token"].help_text,
+            )
+        return form
 
     def save_model(self, request, obj, form, change):
         # Through the services, like every other way of saving a credential.
@@ -348,6 +376,28 @@ def _pretty_json(value):
     )
 
 
+@admin.display(description=_("type"), ordering="type")
+def message_type(obj):
+    """A message's, broadcast's or canned response's type by its name ("Text")."""
+    return message_type_label(obj.type)
+
+
+class MessageTypeFilter(admin.SimpleListFilter):
+    """The types the rows have, by their names (the field has no choices)."""
+
+    title = _("type")
+    parameter_name = "type"
+
+    def lookups(self, request, model_admin):
+        types = model_admin.get_queryset(request).order_by("type").values_list("type", flat=True)
+        return [(value, message_type_label(value)) for value in types.distinct()]
+
+    def queryset(self, request, queryset):
+        if self.value() is not None:
+            return queryset.filter(type=self.value())
+        return queryset
+
+
 # --- Chat rooms ----------------------------------------------------------------------------
 
 
@@ -482,7 +532,9 @@ class CannedDataField(forms.JSONField):
 
 
 class CannedResponseForm(forms.ModelForm):
-    type = forms.ChoiceField(label=_("type"), choices=[(t, t) for t in payloads.OUTBOUND_TYPES])
+    type = forms.ChoiceField(
+        label=_("type"), choices=[(t, message_type_label(t)) for t in payloads.OUTBOUND_TYPES]
+    )
     data = CannedDataField(
         label=_("data"),
         required=False,
@@ -545,8 +597,8 @@ class CannedResponseAdmin(RChatAdmin):
     shared ones and their own."""
 
     form = CannedResponseForm
-    list_display = ["shortcut_display", "title", "type", "shared", "owner"]
-    list_filter = [SharedFilter, "type"]
+    list_display = ["shortcut_display", "title", message_type, "shared", "owner"]
+    list_filter = [SharedFilter, MessageTypeFilter]
     search_fields = ["shortcut", "title"]
 
     @admin.display(description=_("shortcut"), ordering="shortcut")
@@ -683,7 +735,8 @@ class ChatRoomAdmin(SubstringSearch, RChatAdmin):
     filter_horizontal = ["labels"]
 
     class Media:
-        css = {"all": ["rchat/labels.css"]}
+        # admin.css: the list's columns wrap to fit beside the filters.
+        css = {"all": ["rchat/labels.css", "rchat/admin.css"]}
 
     def get_queryset(self, request):
         return (
@@ -751,6 +804,16 @@ class ChatRoomAdmin(SubstringSearch, RChatAdmin):
         if db_field.name == "assignee":
             kwargs["queryset"] = get_user_model().objects.filter(is_staff=True, is_active=True)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        formfield = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "assignee" and formfield is not None:
+            # A colleague is picked, not edited: no add / change / delete / view icons
+            # beside the list of people.
+            wrapper = formfield.widget
+            wrapper.can_add_related = wrapper.can_change_related = False
+            wrapper.can_delete_related = wrapper.can_view_related = False
+        return formfield
 
     def save_model(self, request, obj, form, change):
         # Status and assignee are the only editable fields; each change goes through
@@ -1304,14 +1367,21 @@ class MessageAdmin(SubstringSearch, RChatAdmin):
         "credential_name",
         "direction",
         "sender",
-        "type",
+        message_type,
         "status",
         "attempts",
         "last_error_short",
         "created_at",
     ]
     list_select_related = ["room"]
-    list_filter = ["status", "direction", "sender", "type", "room__credential", "created_at"]
+    list_filter = [
+        "status",
+        "direction",
+        "sender",
+        MessageTypeFilter,
+        "room__credential",
+        "created_at",
+    ]
     search_fields = ["text", "external_id", "room__chat_id", "room__display_name"]
     search_help_text = _("Text, the chat room's chat id or end user's name, or R-Chat's id.")
 
@@ -1321,7 +1391,7 @@ class MessageAdmin(SubstringSearch, RChatAdmin):
     date_hierarchy = "created_at"
     inlines = [DeliveryAttemptInline]
     fields = [
-        ("room", "direction", "type"),
+        ("room", "direction", message_type),
         ("status", "attempts"),
         ("sender", "author", "rule"),
         "text",
@@ -1333,7 +1403,7 @@ class MessageAdmin(SubstringSearch, RChatAdmin):
     readonly_fields = [
         "room",
         "direction",
-        "type",
+        message_type,
         "status",
         "attempts",
         "sender",
@@ -1550,12 +1620,12 @@ class BroadcastAdmin(RChatAdmin):
         "created_at",
         "finished_at",
     ]
-    list_filter = ["status", "type", "created_at"]
+    list_filter = ["status", MessageTypeFilter, "created_at"]
     search_fields = ["name", "text"]
     date_hierarchy = "created_at"
     fields = [
         ("name", "status", "author"),
-        ("type", "text"),
+        (message_type, "text"),
         "data_pretty",
         ("rooms_total", "skipped"),
         ("created_at", "finished_at"),
@@ -1564,7 +1634,7 @@ class BroadcastAdmin(RChatAdmin):
         "name",
         "status",
         "author",
-        "type",
+        message_type,
         "text",
         "data_pretty",
         "rooms_total",

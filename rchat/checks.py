@@ -398,3 +398,22 @@ def check_credentials(app_configs=None, databases=None, **kwargs):
         )
         for name in names
     ]
+
+
+@register(Tags.translation)
+def check_locale_middleware(app_configs=None, **kwargs):
+    """The inbox's language switch remembers a choice that only LocaleMiddleware acts on."""
+    if not settings.is_overridden("LANGUAGES") or len(settings.LANGUAGES) < 2:
+        return []
+    if "django.middleware.locale.LocaleMiddleware" in settings.MIDDLEWARE:
+        return []
+    return [
+        Warning(
+            f"settings.LANGUAGES offers {len(settings.LANGUAGES)} languages, but without "
+            "LocaleMiddleware every page is in LANGUAGE_CODE: rchat's inbox shows no "
+            "language switch.",
+            hint="Add 'django.middleware.locale.LocaleMiddleware' to MIDDLEWARE, after "
+            "SessionMiddleware and before CommonMiddleware (docs/inbox.md, 'Languages').",
+            id="rchat.W008",
+        )
+    ]

@@ -253,6 +253,22 @@ class ChatRoom(models.Model):
         return self.display_name or self.chat_id
 
 
+#: What each message type R-Chat knows is called on a page. The field has no choices:
+#: R-Chat may send any type, and one it adds later shows as it came.
+MESSAGE_TYPE_LABELS = {
+    "text": _("Text"),
+    "image": _("Image"),
+    "file": _("File"),
+    "sticker": _("Sticker"),
+    "location": _("Location"),
+}
+
+
+def message_type_label(value):
+    """The translated name of a message type (of a message, broadcast or canned response)."""
+    return MESSAGE_TYPE_LABELS.get(value, value)
+
+
 class Message(models.Model):
     """One message in a chat room, inbound (from the end user) or outbound (to them)."""
 
@@ -380,7 +396,7 @@ class Message(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.get_direction_display()} {self.type} #{self.pk}"
+        return f"{self.get_direction_display()} {message_type_label(self.type)} #{self.pk}"
 
 
 class Broadcast(models.Model):

@@ -3,6 +3,7 @@
 from django.urls import include, path
 
 from . import views, webhooks
+from .admin_i18n import AdminJavaScriptCatalog
 
 app_name = "rchat"
 
@@ -12,6 +13,9 @@ urlpatterns = [
     # --- Signing in (for sites without a login page: LOGIN_URL = "rchat:login")
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
+    # --- Languages: the inbox's language switch, and admin's script strings in Thai
+    path("language/", views.language_set, name="language"),
+    path("admin-i18n.js", AdminJavaScriptCatalog.as_view(), name="admin-jsi18n"),
     # --- Agent inbox and REST API
     path("inbox/", views.inbox, name="inbox"),
     path("inbox/rooms/", views.room_list_partial, name="inbox-rooms"),

@@ -14,6 +14,7 @@ import json
 from urllib.parse import urlencode
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import (
@@ -28,6 +29,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from django.views import i18n
 from django.views.decorators.http import (
     require_GET,
     require_http_methods,
@@ -286,6 +288,27 @@ class LoginView(auth_views.LoginView):
     template_name = "rchat/login.html"
     redirect_authenticated_user = True
     next_page = reverse_lazy("rchat:inbox")
+
+
+@login_not_required
+@require_POST
+def language_set(request):
+    """The language switch of the inbox and the sign-in page (``language``, ``next``).
+
+    Django's ``set_language`` does the work: it remembers the choice in Django's
+    language cookie, which LocaleMiddleware reads on every later page (check
+    rchat.W008 says when the site lacks the middleware), and sends the browser back to
+    ``next`` when it is a page of this site. A language the site does not offer is a
+    400 saying so, rather than a silent redirect.
+    """
+    code = request.POST.get("language", "")
+    if code not in dict(settings.LANGUAGES):
+        return HttpResponse(
+            _("“%(code)s” is not one of this site's languages.") % {"code": code[:20]},
+            status=400,
+            content_type="text/plain; charset=utf-8",
+        )
+    return i18n.set_language(request)
 
 
 class LogoutView(auth_views.LogoutView):

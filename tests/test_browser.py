@@ -42,7 +42,7 @@ def log_in(page, live_server, user):
     page.goto(f"{live_server.url}/rchat/inbox/")
     page.fill("input[name=username]", user.username)
     page.fill("input[name=password]", PASSWORD)
-    page.click("input[type=submit], button[type=submit]")
+    page.click("form:has(input[name=password]) [type=submit]")
     page.wait_for_url("**/rchat/inbox/**")
 
 

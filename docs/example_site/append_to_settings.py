@@ -10,8 +10,10 @@ INSTALLED_APPS += [
     "rest_framework.authtoken",  # bots sign in to the API with a token
     "drf_spectacular",  # the API's schema, at /rchat/api/schema/
     "drf_spectacular_sidecar",  # its docs page's files, served by your site (no CDN)
-    "rchat",
 ]
+# rchat above Django's admin: its Thai for admin's strings that Django's own Thai
+# translates only in part wins (docs/admin.md, "Thai").
+INSTALLED_APPS.insert(INSTALLED_APPS.index("django.contrib.admin"), "rchat")
 
 RCHAT = {
     # R-Chat's API origin; a credential's own base URL (set in admin) wins over it.

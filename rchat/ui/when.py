@@ -166,7 +166,8 @@ class WhenField:
 
     def __call__(self, obj):
         value = getattr(obj, self.__name__)
-        return None if value is None else when_html(value)
+        # Admin's empty value: a read-only callable's None would be printed "None".
+        return "-" if value is None else when_html(value)
 
     def __str__(self):
         # Admin's tabular inlines put a read-only field's name in a CSS class.
