@@ -27,10 +27,12 @@ def test_a_stranger_signs_in_and_reads_the_docs_by_tag(browser, live_server, lan
 
     page.goto(f"{live_server.url}/rchat/api/docs/")
     page.wait_for_url("**/rchat/login/?next=/rchat/api/docs/")
-    assert page.locator("button[type=submit]").inner_text().strip() == sign_in
+    assert (
+        page.locator("form:has(input[name=password]) [type=submit]").inner_text().strip() == sign_in
+    )
     page.fill("input[name=username]", agent.username)
     page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
+    page.click("form:has(input[name=password]) [type=submit]")
     page.wait_for_url("**/rchat/api/docs/")
 
     page.wait_for_selector(".swagger-ui .info .description", timeout=WAIT_MS)
