@@ -37,12 +37,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The demo talks to the R-Chat sandbox (Procfile's `sandbox`), not to R-Chat.
-run: export RCHAT_API_BASE_URL ?= http://127.0.0.1:8765
-run: export PYTHONUNBUFFERED = 1
+# The demo: rchat_demo_setup, then the Procfile's processes, talking to the R-Chat
+# sandbox (not to R-Chat); Ctrl-C stops them all (project/devrun.py). Other ports:
+# make run PORT=8001 SANDBOX_PORT=8766 (or the same variables in the environment).
+PORT         ?= 8000
+SANDBOX_PORT ?= 8765
 run: $(STAMP)
-	$(BIN)/python manage.py rchat_demo_setup
-	$(BIN)/honcho -f Procfile start
+	@$(BIN)/python -m project.devrun --port "$(PORT)" --sandbox-port "$(SANDBOX_PORT)"
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
