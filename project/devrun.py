@@ -355,9 +355,11 @@ def environment(port, sandbox_port, settings):
 def main(argv=None):
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     import django
+    from django.apps import apps
     from django.conf import settings
 
-    django.setup()
+    if not apps.ready:
+        django.setup()
     global _  # translated once the apps are ready
     from django.utils.translation import gettext
 
