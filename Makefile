@@ -8,15 +8,19 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint install clean messages matrix
 
+# pip's own output goes to var/pip.log (project/pip_install.py): the screen shows
+# progress and one line per step, and pip's last lines if it fails.
+PIP_INSTALL := $(BIN)/python project/pip_install.py --log var/pip.log
+
 $(BIN)/python:
 	@echo "==> Creating the virtualenv in $(VENV) with $(PYTHON)"
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(PYTHON) -m venv $(VENV)
+	@$(PIP_INSTALL) --upgrade pip
 
 $(STAMP): $(BIN)/python requirements/base.txt requirements/dev.txt pyproject.toml
 	@echo "==> Installing requirements/dev.txt and rchat (editable); first time takes a minute"
-	$(BIN)/python -m pip install --progress-bar on -r requirements/dev.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@$(PIP_INSTALL) -r requirements/dev.txt
+	@$(PIP_INSTALL) --no-deps -e .
 	@touch $(STAMP)
 	@echo "==> Installed: $$($(BIN)/python -m pip list 2>/dev/null | tail -n +3 | wc -l) packages in $(VENV)"
 
