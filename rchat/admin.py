@@ -17,9 +17,7 @@ from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.crypto import constant_time_compare
-from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.text import smart_split, unescape_string_literal
 from django.utils.translation import gettext_lazy as _
@@ -53,6 +51,7 @@ from .ui.notes import note_body_html
 from .ui.presence import presence_answer
 from .ui.reply import ReplyForm, reply_send
 from .ui.rooms import room_handler_parts
+from .ui.when import WhenFieldsAdmin, day_label, when_html
 
 
 class CredentialForm(forms.ModelForm):
@@ -128,8 +127,9 @@ class SubstringSearch:
         return queryset, False
 
 
-class RChatAdmin(admin.ModelAdmin):
-    """What every rchat admin page shares."""
+class RChatAdmin(WhenFieldsAdmin, admin.ModelAdmin):
+    """What every rchat admin page shares; its date-time columns and read-only fields
+    show times as the inbox does (rchat.ui.when)."""
 
     def get_changelist_instance(self, request):
         # A filter value with a NUL character reaches the database, which refuses it
@@ -727,7 +727,7 @@ class ChatRoomAdmin(SubstringSearch, RChatAdmin):
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
                 (
-                    date_format(timezone.localtime(h.at), "SHORT_DATETIME_FORMAT"),
+                    when_html(h.at),
                     h.get_to_display(),
                     h.get_reason_display(),
                     h.detail or "—",
@@ -1125,7 +1125,7 @@ class ChatRoomAdmin(SubstringSearch, RChatAdmin):
             raise PermissionDenied
         days = _overview_days(request)
         figures = selectors.admin_overview(days=days)
-        labels = [date_format(day, "M j") for day in figures["days"]]
+        labels = [day_label(day) for day in figures["days"]]
         chart = charts.grouped_bar_chart(
             labels=labels,
             series=[(_("Inbound"), figures["inbound"]), (_("Outbound"), figures["outbound"])],
@@ -1215,7 +1215,7 @@ def _csv_seconds(seconds):
 def bot_overview(days):
     """The overview's bot section: its charts, table and figures (``bot_stats``)."""
     stats = bot_stats(days=days)
-    labels = [date_format(day.day, "M j") for day in stats.days]
+    labels = [day_label(day.day) for day in stats.days]
     every = 1 if days <= 14 else 3
     conversations = charts.stacked_bar_chart(
         labels=labels,
@@ -1280,7 +1280,7 @@ def bot_overview(days):
 # --- Messages ------------------------------------------------------------------------------
 
 
-class DeliveryAttemptInline(admin.TabularInline):
+class DeliveryAttemptInline(WhenFieldsAdmin, admin.TabularInline):
     model = DeliveryAttempt
     extra = 0
     can_delete = False
@@ -1688,7 +1688,7 @@ class BroadcastAdmin(RChatAdmin):
 # --- Private notes --------------------------------------------------------------------------
 
 
-class MentionInline(admin.TabularInline):
+class MentionInline(WhenFieldsAdmin, admin.TabularInline):
     model = Note.mentioned.through
     extra = 0
     can_delete = False

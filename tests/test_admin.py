@@ -708,7 +708,7 @@ def test_overview_draws_messages_per_day_and_the_success_rate(client, operator):
 
 
 def _label(moment):
-    return date_format(moment.date(), "M j")
+    return date_format(moment.date(), "j M")
 
 
 def test_overview_is_linked_from_the_app_index_and_the_chat_room_list(client, operator):

@@ -322,13 +322,16 @@ def test_host_rest_framework_defaults_do_not_change_the_api(settings, api):
 
 
 def test_openapi_schema_lists_rchat_endpoints(api):
-    """The schema describes rchat's API (and nothing else of the site)."""
+    """The schema describes rchat's API and its webhook (and nothing else of the site)."""
     response = api.get(url("schema"), HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200
     paths = response.json()["paths"]
     assert "/rchat/api/rooms/" in paths
     assert "post" in paths["/rchat/api/rooms/{id}/messages/"]
-    assert not any("webhook" in path for path in paths)
+    assert [path for path in paths if "webhook" in path] == [
+        "/rchat/webhook/",
+        "/rchat/webhook/{key}/",
+    ]
 
 
 GOOD_REPLIES = [

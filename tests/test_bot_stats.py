@@ -228,7 +228,7 @@ def test_overview_draws_the_bot_s_figures(client, operator, week):
     assert "How the bot is doing" in page
     for series in ("Answered by the bot alone", "Handed to people", "Neither"):
         assert f'data-series="{series}"' in page
-    day1 = re.escape(date_format(DAYS[1], "M j"))
+    day1 = re.escape(date_format(DAYS[1], "j M"))
     assert re.search(
         rf'data-label="{day1}"[^>]*data-series="Handed to people"[^>]*data-value="1"', page
     )

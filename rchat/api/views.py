@@ -14,7 +14,6 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.utils.log import log_response
 from django.utils.translation import gettext as _
-from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
@@ -29,6 +28,8 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from .. import selectors, services
 from ..exceptions import InvalidMessage
 from ..models import Broadcast, ChatRoom, Handover, Message
+from . import docs
+from .docs import RChatSchema
 from .permissions import CanSeeChatRooms
 from .serializers import (
     REPLY_SCHEMA,
@@ -62,11 +63,12 @@ def documented(**kwargs):
     A method has no schema of its own, so drf-spectacular would build its schema on the
     site's ``REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]``, which is DRF's own in most sites,
     and the schema page would fail. The attribute is drf-spectacular's documented way
-    to name the base explicitly.
+    to name the base explicitly: rchat's, which tags the operation with its view's
+    ``schema_tag``.
     """
 
     def decorator(method):
-        method.schema = AutoSchema
+        method.schema = RChatSchema
         return extend_schema(**kwargs)(method)
 
     return decorator
@@ -165,7 +167,9 @@ class RChatAPIView(APIView):
     renderer_classes = [JSONRenderer, BrowsableAPIRenderer]
     parser_classes = [StrictJSONParser, FormParser, MultiPartParser]
     pagination_class = None
-    schema = AutoSchema()
+    schema = RChatSchema()
+    #: The one tag of the view's operations in the schema (rchat.api.docs.TAGS).
+    schema_tag = None
 
     def get_exception_handler(self):
         return exception_handler
@@ -219,6 +223,7 @@ def rooms_filtered(user, values):
 class RoomListView(RChatAPIView, generics.ListAPIView):
     """Chat rooms, most recent activity first (filters as in the inbox)."""
 
+    schema_tag = docs.ROOMS
     serializer_class = ChatRoomSerializer
     pagination_class = RoomPagination
 
@@ -231,6 +236,7 @@ class RoomListView(RChatAPIView, generics.ListAPIView):
 class RoomDetailView(RChatAPIView, generics.RetrieveAPIView):
     """One chat room."""
 
+    schema_tag = docs.ROOMS
     serializer_class = ChatRoomSerializer
 
     def get_object(self):
@@ -242,6 +248,7 @@ class RoomDetailView(RChatAPIView, generics.RetrieveAPIView):
 class RoomMessagesView(RChatAPIView, generics.ListAPIView):
     """A room's messages, newest first (GET); post a reply (POST)."""
 
+    schema_tag = docs.MESSAGES
     serializer_class = MessageSerializer
     pagination_class = MessageCursorPagination
 
@@ -283,6 +290,7 @@ class RoomMessagesView(RChatAPIView, generics.ListAPIView):
 
 
 class _RoomActionView(RChatAPIView):
+    schema_tag = docs.ROOMS
     serializer_class = ChatRoomSerializer
 
     def answer(self, room):
@@ -382,6 +390,8 @@ class RoomHandOverView(_RoomActionView):
 
 
 class RoomLabelsView(_RoomActionView):
+    schema_tag = docs.LABELS
+
     @documented(
         request=RoomLabelsSerializer,
         responses={200: ChatRoomSerializer, 400: ErrorSerializer},
@@ -417,6 +427,7 @@ class CannedListView(RChatAPIView, generics.ListAPIView):
     for the caller to fill in; in the inbox they are filled in for the open room.
     """
 
+    schema_tag = docs.LABELS
     serializer_class = CannedResponseSerializer
 
     def get_queryset(self):
@@ -427,6 +438,7 @@ class CannedListView(RChatAPIView, generics.ListAPIView):
 class LabelListView(RChatAPIView, generics.ListAPIView):
     """Every label, by name: what a room's labels may be set to."""
 
+    schema_tag = docs.LABELS
     serializer_class = LabelSerializer
 
     def get_queryset(self):
@@ -434,6 +446,7 @@ class LabelListView(RChatAPIView, generics.ListAPIView):
 
 
 class MessageRetryView(RChatAPIView):
+    schema_tag = docs.MESSAGES
     serializer_class = MessageSerializer
 
     @documented(request=None, responses={200: MessageSerializer, 400: ErrorSerializer})
@@ -468,6 +481,7 @@ def broadcast_answer(pk):
 class BroadcastListView(RChatAPIView, generics.ListAPIView):
     """Broadcasts, newest first, with their progress (GET); send one (POST)."""
 
+    schema_tag = docs.BROADCASTS
     serializer_class = BroadcastSerializer
     pagination_class = RoomPagination
 
@@ -505,6 +519,7 @@ class BroadcastListView(RChatAPIView, generics.ListAPIView):
 
 
 class BroadcastDetailView(RChatAPIView):
+    schema_tag = docs.BROADCASTS
     serializer_class = BroadcastSerializer
 
     @documented(responses={200: BroadcastSerializer})
@@ -514,6 +529,7 @@ class BroadcastDetailView(RChatAPIView):
 
 
 class BroadcastCancelView(RChatAPIView):
+    schema_tag = docs.BROADCASTS
     serializer_class = BroadcastSerializer
 
     @documented(request=None, responses={200: BroadcastSerializer, 400: ErrorSerializer})
@@ -533,6 +549,7 @@ class BroadcastCancelView(RChatAPIView):
 class RoomAttachmentsView(RChatAPIView):
     """Upload an image or a file to send to a room (multipart/form-data, field "file")."""
 
+    schema_tag = docs.MESSAGES
     parser_classes = [MultiPartParser]
     serializer_class = AttachmentSerializer
 
@@ -587,6 +604,7 @@ class RoomAttachmentsView(RChatAPIView):
 class MessageSearchView(RChatAPIView, generics.ListAPIView):
     """Messages holding a text, newest first."""
 
+    schema_tag = docs.MESSAGES
     serializer_class = MessageSearchResultSerializer
     pagination_class = MessageCursorPagination
 
@@ -616,6 +634,7 @@ class MentionCursorPagination(MessageCursorPagination):
 class RoomNotesView(RChatAPIView, generics.ListAPIView):
     """A room's private notes, newest first (GET); add one (POST). Never sent to R-Chat."""
 
+    schema_tag = docs.NOTES
     serializer_class = NoteSerializer
     pagination_class = NoteCursorPagination
 
@@ -657,6 +676,7 @@ class MentionListView(RChatAPIView, generics.ListAPIView):
     """Notes that mention the caller, newest first, each with its chat room; a mention
     is seen once the caller opens the room in the inbox or admin."""
 
+    schema_tag = docs.NOTES
     serializer_class = MentionSerializer
     pagination_class = MentionCursorPagination
 

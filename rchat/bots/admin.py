@@ -28,6 +28,7 @@ from ..models import (
     Holiday,
     Shift,
 )
+from ..ui.when import WhenFieldsAdmin, when_html
 from . import hours as business_hours
 from . import rules
 
@@ -46,9 +47,9 @@ REPLAY_ADMIN_LIMIT = 1000
 FORWARDS_SHOWN = 20
 
 
-class BotAdmin(admin.ModelAdmin):
+class BotAdmin(WhenFieldsAdmin, admin.ModelAdmin):
     """What these pages share with rchat's other admin pages (rchat.admin.RChatAdmin,
-    not imported: rchat/admin.py imports this module)."""
+    not imported: rchat/admin.py imports this module), times shown as there."""
 
     def get_changelist_instance(self, request):
         # A filter value with a NUL character reaches the database, which refuses it
@@ -538,7 +539,7 @@ class ExternalBotAdmin(BotAdmin):
             "<td>{}</td><td>{}</td><td>{}</td></tr>",
             (
                 (
-                    timezone.localtime(forward.started_at).strftime("%Y-%m-%d %H:%M:%S"),
+                    when_html(forward.started_at),
                     reverse("admin:rchat_message_change", args=[forward.message_id]),
                     forward.message_id,
                     forward.attempt,

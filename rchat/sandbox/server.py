@@ -8,11 +8,13 @@ import re
 import socket
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from string import Template
 from urllib.parse import parse_qs, quote, unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .state import (
     CHANNELS,
@@ -64,6 +66,21 @@ def _setting(name):
             return DEFAULT_PATHS[name]
     except ImportError:  # pragma: no cover - rchat always ships with Django
         return DEFAULT_PATHS[name]
+
+
+def _site_time_zone():
+    """The site's TIME_ZONE when Django is set up (the sandbox runs in the site's
+    project: ``manage.py rchat_sandbox``), else UTC."""
+    try:
+        from django.conf import settings
+        from django.core.exceptions import ImproperlyConfigured
+
+        try:
+            return settings.TIME_ZONE or "UTC"
+        except ImproperlyConfigured:
+            return "UTC"
+    except ImportError:  # pragma: no cover - rchat always ships with Django
+        return "UTC"
 
 
 def _asset(name):
@@ -194,6 +211,8 @@ class Sandbox:
 
     ``sender_field``: where a Send Message body says who wrote the reply (rchat's
     RCHAT["SENDER_FIELD"]); each reply is kept and shown with it ("" ignores it).
+    ``time_zone``: the IANA zone the chat pages show times in, as the site does
+    (default: the site's ``TIME_ZONE``; UTC outside a Django project).
     """
 
     def __init__(
@@ -210,9 +229,17 @@ class Sandbox:
         webhook_timeout=10.0,
         idempotent=True,
         sender_field=DEFAULT_SENDER_FIELD,
+        time_zone=None,
     ):
         if webhook_url:
             check_webhook_url(webhook_url)
+        self.time_zone = time_zone or _site_time_zone()
+        try:
+            self.zone = ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SandboxInputError(
+                f"Unknown time zone {self.time_zone!r}: use an IANA name such as Asia/Bangkok."
+            ) from None
         self.host = host
         self.port = port
         self.webhook_url = webhook_url
@@ -393,6 +420,7 @@ class Sandbox:
             "register_path": self.register_path,
             "send_path": self.send_path,
             "sender_field": self.sender_field,
+            "time_zone": self.time_zone,
             "account_token": mask(state.account_token),
             "idempotent": state.idempotent,
             "repeated_keys": state.repeats,
@@ -438,8 +466,13 @@ class Sandbox:
         conversation = self.state.conversation(chat.chat_id) or {"entries": []}
         page = self._page(
             "chat.html",
-            {"chat_id": chat.chat_id, "channel": chat.channel, "name": chat.name},
-            markup={"thread": _thread_html(conversation["entries"])},
+            {
+                "chat_id": chat.chat_id,
+                "channel": chat.channel,
+                "name": chat.name,
+                "time_zone": self.time_zone,
+            },
+            markup={"thread": _thread_html(conversation["entries"], self.zone)},
         )
         request.send_page(page)
 
@@ -596,11 +629,12 @@ def send_body_problem(payload):
 # with the same elements and classes.
 
 
-def _thread_html(entries):
-    return "".join(_entry_html(entry) for entry in entries)
+def _thread_html(entries, zone):
+    now = datetime.now(UTC)
+    return "".join(_entry_html(entry, zone, now) for entry in entries)
 
 
-def _entry_html(entry):
+def _entry_html(entry, zone, now):
     """One ``<li>``: who wrote it (a reply's label), the bubble, the time and a note."""
     label = entry.get("label")
     classes = entry["from"] + (f" sender-{label['kind']}" if label else "")
@@ -620,9 +654,59 @@ def _entry_html(entry):
     if label:
         parts.append(f'<div class="sender">{html.escape(label["text"])}</div>')
     parts.append(f'<div class="bubble">{html.escape(text)}</div>')
-    meta = f"{entry['at'][11:19]} · {note}"
-    parts.append(f'<div class="{"meta bad" if bad else "meta"}">{html.escape(meta)}</div></li>')
+    at = _parse_at(entry["at"])
+    shown = (
+        f'<time datetime="{html.escape(entry["at"])}" title="{html.escape(full_text(at, zone))}">'
+        f"{html.escape(when_text(at, zone, now))}</time>"
+    )
+    parts.append(
+        f'<div class="{"meta bad" if bad else "meta"}">{shown} · {html.escape(note)}</div></li>'
+    )
     return "".join(parts)
+
+
+# --- Times, as the site shows them (rchat.ui.when), in English ------------------------
+# In the site's time zone: today "14:05", yesterday "Yesterday 14:05", this year
+# "3 Dec 14:05", before "3 Dec 2025"; the full date and time in the title. sandbox.js's
+# ``whenText`` / ``fullText`` write the same (tests/test_when.py holds them together).
+
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
+def _parse_at(value):
+    """An entry's ``at`` (ISO 8601 in UTC, "…Z") as an aware datetime."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def when_text(at, zone, now):
+    """``at`` as a chat page shows it under a message, in ``zone``, on the day ``now``."""
+    shown, today = at.astimezone(zone), now.astimezone(zone).date()
+    clock = f"{shown:%H:%M}"
+    if shown.date() == today:
+        return clock
+    if shown.date() == today - timedelta(days=1):
+        return f"Yesterday {clock}"
+    day = f"{shown.day} {MONTHS[shown.month - 1][:3]}"
+    return f"{day} {clock}" if shown.year == today.year else f"{day} {shown.year}"
+
+
+def full_text(at, zone):
+    """The full date and time in ``zone``: "3 December 2025 14:05:09"."""
+    shown = at.astimezone(zone)
+    return f"{shown.day} {MONTHS[shown.month - 1]} {shown.year} {shown:%H:%M:%S}"
 
 
 def _webhook_note(webhook):

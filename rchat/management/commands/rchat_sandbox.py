@@ -70,6 +70,15 @@ class Command(BaseCommand):
                 '"" ignores it. Default: %(default)s.'
             ),
         )
+        parser.add_argument(
+            "--time-zone",
+            default=None,
+            metavar="ZONE",
+            help=_(
+                "The time zone the chat pages show times in, such as Asia/Bangkok "
+                "(default: this site's TIME_ZONE)."
+            ),
+        )
         faults = parser.add_argument_group(_("faults played from the start"))
         faults.add_argument("--fault-status", type=int, help=_("Answer this HTTP status."))
         faults.add_argument("--retry-after", type=int, help=_("Retry-After seconds (with 429)."))
@@ -104,6 +113,7 @@ class Command(BaseCommand):
                 secret=secret,
                 idempotent=not options["ignore_idempotency_key"],
                 sender_field=options["sender_field"],
+                time_zone=options["time_zone"],
             )
             fault = self._fault(options)
             if fault:

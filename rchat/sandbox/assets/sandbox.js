@@ -54,6 +54,49 @@ function every(ms, fn) {
   setInterval(fn, ms);
 }
 
+// --- times, as the site shows them ----------------------------------------------------
+// In the site's time zone (the page's data-time-zone, its TIME_ZONE): today "14:05",
+// yesterday "Yesterday 14:05", this year "3 Dec 14:05", before "3 Dec 2025"; the full
+// date and time in the title. server.py's when_text / full_text write the same. Intl
+// gives the numbers in the zone; the words are written here, as in server.py (Intl's
+// own en-GB would write "Sept").
+
+const MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
+  "September", "October", "November", "December"];
+
+function zoned(date, timeZone) {
+  const parts = {};
+  new Intl.DateTimeFormat("en-US", {
+    timeZone, year: "numeric", month: "numeric", day: "numeric",
+    hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+  }).formatToParts(date).forEach((p) => { parts[p.type] = p.value; });
+  const two = (v) => String(Number(v)).padStart(2, "0");
+  return {
+    year: Number(parts.year), month: Number(parts.month), day: Number(parts.day),
+    clock: two(parts.hour) + ":" + two(parts.minute), second: two(parts.second),
+    // Days since 1970 of the date in the zone: today minus this is 1 for yesterday.
+    days: Date.UTC(Number(parts.year), Number(parts.month) - 1, Number(parts.day)) / 86400000,
+  };
+}
+
+function whenText(at, timeZone, now) {
+  const t = zoned(new Date(at), timeZone);
+  const today = zoned(now || new Date(), timeZone);
+  if (t.days === today.days) return t.clock;
+  if (t.days === today.days - 1) return "Yesterday " + t.clock;
+  const day = t.day + " " + MONTHS[t.month - 1].slice(0, 3);
+  return t.year === today.year ? day + " " + t.clock : day + " " + t.year;
+}
+
+function fullText(at, timeZone) {
+  const t = zoned(new Date(at), timeZone);
+  return t.day + " " + MONTHS[t.month - 1] + " " + t.year + " " + t.clock + ":" + t.second;
+}
+
+function timeEl(at, timeZone) {
+  return el("time", { datetime: at, title: fullText(at, timeZone) }, whenText(at, timeZone));
+}
+
 // --- chat page ---------------------------------------------------------------------
 
 function webhookNote(entry) {
@@ -67,6 +110,7 @@ function webhookNote(entry) {
 function chatPage() {
   const body = document.body.dataset;
   const chatId = body.chatId;
+  const zone = body.timeZone || "UTC";
   const thread = document.getElementById("thread");
   let last = "";
 
@@ -86,9 +130,9 @@ function chatPage() {
         let meta;
         if (entry.from === "user") {
           const [note, bad] = webhookNote(entry);
-          meta = el("div", { class: bad ? "meta bad" : "meta" }, entry.at.slice(11, 19) + " · " + note);
+          meta = el("div", { class: bad ? "meta bad" : "meta" }, timeEl(entry.at, zone), " · " + note);
         } else {
-          meta = el("div", { class: "meta" }, entry.at.slice(11, 19) + " · from the site");
+          meta = el("div", { class: "meta" }, timeEl(entry.at, zone), " · from the site");
         }
         // Who wrote a reply (the server's label: kind is bot, rule or person only).
         const label = entry.label;
