@@ -8,15 +8,19 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint install clean messages matrix
 
+# pip's own output goes to var/pip.log (project/pip_install.py): the screen shows
+# progress and one line per step, and pip's last lines if it fails.
+PIP_INSTALL := $(BIN)/python project/pip_install.py --log var/pip.log
+
 $(BIN)/python:
 	@echo "==> Creating the virtualenv in $(VENV) with $(PYTHON)"
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(PYTHON) -m venv $(VENV)
+	@$(PIP_INSTALL) --upgrade pip
 
 $(STAMP): $(BIN)/python requirements/base.txt requirements/dev.txt pyproject.toml
 	@echo "==> Installing requirements/dev.txt and rchat (editable); first time takes a minute"
-	$(BIN)/python -m pip install --progress-bar on -r requirements/dev.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@$(PIP_INSTALL) -r requirements/dev.txt
+	@$(PIP_INSTALL) --no-deps -e .
 	@touch $(STAMP)
 	@echo "==> Installed: $$($(BIN)/python -m pip list 2>/dev/null | tail -n +3 | wc -l) packages in $(VENV)"
 
@@ -37,12 +41,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The demo talks to the R-Chat sandbox (Procfile's `sandbox`), not to R-Chat.
-run: export RCHAT_API_BASE_URL ?= http://127.0.0.1:8765
-run: export PYTHONUNBUFFERED = 1
+# The demo: rchat_demo_setup, then the Procfile's processes, talking to the R-Chat
+# sandbox (not to R-Chat); Ctrl-C stops them all (project/devrun.py). Other ports:
+# make run PORT=8001 SANDBOX_PORT=8766 (or the same variables in the environment).
+PORT         ?= 8000
+SANDBOX_PORT ?= 8765
 run: $(STAMP)
-	$(BIN)/python manage.py rchat_demo_setup
-	$(BIN)/honcho -f Procfile start
+	@$(BIN)/python -m project.devrun --port "$(PORT)" --sandbox-port "$(SANDBOX_PORT)"
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

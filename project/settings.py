@@ -256,10 +256,14 @@ REST_FRAMEWORK = {
 # loggers below only set levels and pass records up. "django" is named so that its
 # default handlers (the console only when DEBUG is on, mail to ADMINS) are replaced: with
 # DEBUG off, a 500's traceback would otherwise be shown nowhere.
+# RCHAT_LOG_FORMAT changes the format: `make run` (project/devrun.py) leaves the time out,
+# as it stamps every line of every process itself. Celery's own handlers use it too.
+LOG_FORMAT = os.environ.get("RCHAT_LOG_FORMAT") or "%(asctime)s %(levelname)s %(name)s: %(message)s"
+CELERY_WORKER_LOG_FORMAT = CELERY_WORKER_TASK_LOG_FORMAT = LOG_FORMAT
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "formatters": {"plain": {"format": LOG_FORMAT}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {

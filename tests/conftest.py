@@ -129,15 +129,32 @@ def pytest_collection_finish(session):
     session.items.sort(key=rank)
 
 
+#: (mark, server, the variable to set) for the servers a test may need.
+SERVERS = (
+    ("postgres", "PostgreSQL", "DATABASE_URL=postgres://postgres@127.0.0.1:5432/test"),
+    ("redis", "Redis", "CELERY_BROKER_URL=redis://127.0.0.1:6379/0"),
+    ("rabbitmq", "RabbitMQ", "RCHAT_AMQP_URL=amqp://guest:guest@127.0.0.1:5672//"),
+)
+
+
+def _server_missing(mark):
+    if mark == "postgres":
+        return "postgresql" not in settings.DATABASES["default"]["ENGINE"]
+    return (redis_url if mark == "redis" else amqp_url)() is None
+
+
 def pytest_runtest_setup(item):
-    if item.get_closest_marker("postgres"):
-        engine = settings.DATABASES["default"]["ENGINE"]
-        if "postgresql" not in engine:
-            _missing("needs PostgreSQL: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/test")
-    if item.get_closest_marker("redis") and redis_url() is None:
-        _missing("needs Redis: set CELERY_BROKER_URL=redis://127.0.0.1:6379/0")
-    if item.get_closest_marker("rabbitmq") and amqp_url() is None:
-        _missing("needs RabbitMQ: set RCHAT_AMQP_URL=amqp://guest:guest@127.0.0.1:5672//")
+    # One reason names every server the test lacks, so that setting the first variable
+    # does not just reveal the next one.
+    missing = [
+        (server, variable)
+        for mark, server, variable in SERVERS
+        if item.get_closest_marker(mark) and _server_missing(mark)
+    ]
+    if missing:
+        servers = " and ".join(server for server, _variable in missing)
+        variables = " and ".join(variable for _server, variable in missing)
+        _missing(f"needs {servers}: set {variables}")
 
 
 @pytest.fixture(autouse=True)
