@@ -128,7 +128,7 @@ class Command(BaseCommand):
             ) from exc
 
         self._banner(sandbox, tokens, fault)
-        # honcho and docker stop processes with SIGTERM: leave like on Ctrl-C.
+        # process managers and docker stop processes with SIGTERM: leave like on Ctrl-C.
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         with contextlib.suppress(KeyboardInterrupt):
             sandbox.serve_forever()
