@@ -4,7 +4,8 @@ Drives Debian's /usr/bin/chromium through Playwright (no browser download) again
 pytest-django's live server; R-Chat is a pytest-httpserver. Skipped when Playwright
 or Chromium is missing, unless RCHAT_REQUIRE_SERVICES=1.
 
-With RCHAT_SCREENSHOTS=1 the screenshots are also written to docs/screenshots/.
+With RCHAT_SCREENSHOTS=1 the screenshots are also written to docs/screenshots/ (the
+README's: the inbox, admin and the sandbox, in English and Thai).
 """
 
 import os
@@ -237,6 +238,141 @@ def test_screenshots_of_the_inbox_and_a_conversation(browser, live_server, tmp_p
     page.wait_for_selector("text=Narin is also viewing")
     save(page, "admin-conversation.png", tmp_path)
     for name in ("inbox.png", "conversation.png", "search.png", "admin-conversation.png"):
+        assert (tmp_path / name).stat().st_size > 10_000, name
+    page.close()
+
+
+#: One conversation per language, played through the sandbox for the screenshots of the
+#: inbox, admin and the sandbox's chat page: the end user's messages ("user") and the
+#: agent's replies, then other rooms of the shop for the inbox's list.
+SHOT_CHATS = {
+    "en": {
+        "locale": "en-GB",
+        "agent": ("kanya", "Kanya"),
+        "shop": "Bangkok Shop",
+        "chat": ("web-1203", "web", "Malee Wong"),
+        "turns": [
+            ("user", "Hi! Do you ship to Chiang Mai?"),
+            ("agent", "Hello Malee! Yes, delivery to Chiang Mai takes 2-3 days."),
+            ("user", "Great. Is the white linen shirt still in stock in size M?"),
+            ("agent", "It is: 590 baht, and shipping is free this week 🚚"),
+            ("user", "Perfect, I'll order two. Thank you 🙏"),
+        ],
+        "others": [
+            ("line-8841", "line", "Somchai J.", "Can I pay on delivery?"),
+            ("fb-5521", "facebook", "Narin P.", "Hello?"),
+            ("web-1207", "web", "Anong", "Do you have it in black?"),
+        ],
+        "files": {"sandbox": "sandbox.png"},
+    },
+    "th": {
+        "locale": "th-TH",
+        "agent": ("kanya-th", "กันยา"),
+        "shop": "ร้านเสื้อผ้าบางกอก",
+        "chat": ("line-8841", "line", "สมหญิง ใจงาม"),
+        "turns": [
+            ("user", "สวัสดีค่ะ เสื้อเชิ้ตลินินสีขาวไซส์ M ยังมีไหมคะ"),
+            ("agent", "สวัสดีค่ะคุณสมหญิง มีค่ะ ราคา 590 บาท สัปดาห์นี้ส่งฟรีค่ะ 🚚"),
+            ("user", "ส่งเชียงใหม่กี่วันคะ"),
+            ("agent", "2-3 วันทำการค่ะ สั่งวันนี้ได้รับภายในวันศุกร์นะคะ"),
+            ("user", "โอเคค่ะ ขอสั่ง 2 ตัวนะคะ ขอบคุณค่ะ 🙏"),
+        ],
+        "others": [
+            ("web-1203", "web", "สมชาย ใจดี", "เก็บเงินปลายทางได้ไหมครับ"),
+            ("fb-5521", "facebook", "นรินทร์ พ.", "ยังเปิดอยู่ไหมคะ"),
+            ("web-1207", "web", "อนงค์", "มีสีดำไหมคะ"),
+        ],
+        "files": {
+            "inbox": "conversation-th.png",
+            "admin": "admin-conversation-th.png",
+            "sandbox": "sandbox-th.png",
+        },
+    },
+}
+
+
+@pytest.mark.parametrize("language", ["en", "th"])
+def test_screenshots_of_one_conversation_in_the_inbox_admin_and_the_sandbox(
+    browser, live_server, sandbox, celery_eager, tmp_path, language
+):
+    """A conversation written on the sandbox's chat page and answered by an agent, in
+    English and in Thai (the browser asks for the language): the inbox with it open,
+    admin's chat room page and the sandbox's chat page, each in that language, saved as
+    pictures for the README (the English inbox and admin: the test above)."""
+    from rchat import selectors
+    from rchat.sandbox import chat_url
+
+    shot = SHOT_CHATS[language]
+    chat_id, channel, customer = shot["chat"]
+    username, first_name = shot["agent"]
+    agent = user_with(username=username, first_name=first_name, is_staff=False)
+    sandbox.webhook_url = f"{live_server.url}/rchat/webhook/"
+    credential = CredentialFactory(name=shot["shop"], base_url=sandbox.url)
+    services.credential_register(credential=credential)
+    selectors.webhook_credentials_clear()
+    for other_id, other_channel, name, text in shot["others"]:
+        room = ChatRoomFactory(
+            credential=credential,
+            chat_id=other_id,
+            display_name=name,
+            channel=other_channel,
+            unread_count=1,
+            last_message_preview=text,
+        )
+        MessageFactory(room=room, data=text, text=text)
+    for who, text in shot["turns"]:
+        if who == "user":
+            entry = sandbox.send_as_user(chat_id, text, channel=channel, name=customer)
+            assert entry["webhook"]["ok"], entry["webhook"]
+        else:
+            room = ChatRoom.objects.get(credential=credential, chat_id=chat_id)
+            services.message_send(room=room, type="text", data=text, author=agent)
+    replies = [text for who, text in shot["turns"] if who == "agent"]
+    services.delivery_drain()
+    received = sandbox.wait_for(chat_id, len(replies), timeout=WAIT_MS / 1000)
+    assert [r["message"]["data"] for r in received] == replies
+
+    files = shot["files"]
+
+    def new_page(width, height):
+        # A context each: the agent, the operator and the end user sign in apart.
+        context = browser.new_context(
+            locale=shot["locale"],
+            timezone_id="Asia/Bangkok",
+            viewport={"width": width, "height": height},
+        )
+        return context.new_page()
+
+    page = new_page(1280, 760)
+    log_in(page, live_server, agent)
+    page.goto(f"{live_server.url}/rchat/inbox/?view=all")
+    page.click(f"text={customer}")
+    page.wait_for_selector(f"text={replies[-1]}")
+    assert page.locator("html").get_attribute("lang") == language
+    if "inbox" in files:
+        save(page, files["inbox"], tmp_path)
+    page.close()
+
+    operator = user_with(
+        username=f"boss-{language}", first_name="Boss", is_staff=True, is_superuser=True
+    )
+    page = new_page(1280, 900)
+    log_in(page, live_server, operator)
+    room = ChatRoom.objects.get(credential=credential, chat_id=chat_id)
+    page.goto(f"{live_server.url}/admin/rchat/chatroom/{room.pk}/change/")
+    page.wait_for_selector(f"text={replies[-1]}")
+    assert page.locator("html").get_attribute("lang") == language
+    if "admin" in files:
+        save(page, files["admin"], tmp_path)
+    page.close()
+
+    page = new_page(1000, 760)
+    page.goto(chat_url(sandbox.url, chat_id, channel=channel, name=customer))
+    assert page.locator("html").get_attribute("lang") == language
+    page.locator("#thread li.sender-person .sender").nth(len(replies) - 1).wait_for(timeout=WAIT_MS)
+    assert page.locator("#thread .bubble").all_inner_texts() == [t for _, t in shot["turns"]]
+    save(page, files["sandbox"], tmp_path)
+    for name in files.values():
         assert (tmp_path / name).stat().st_size > 10_000, name
     page.close()
 

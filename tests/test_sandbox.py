@@ -779,16 +779,16 @@ def chat_page(sb, chat_id):
 
 
 @pytest.mark.parametrize(
-    ("sender", "label", "kind"),
+    ("sender", "label", "kind", "name"),
     [
-        ({"kind": "bot"}, "🤖 Bot", "bot"),
-        ({"kind": "rule", "name": "ราคา"}, "⚙ Rule: ราคา", "rule"),
-        ({"kind": "rule"}, "⚙ Rule", "rule"),
-        ({"kind": "person", "name": "สมศรี ใจดี"}, "👤 สมศรี ใจดี", "person"),
+        ({"kind": "bot"}, "🤖 Bot", "bot", ""),
+        ({"kind": "rule", "name": "ราคา"}, "⚙ Rule: ราคา", "rule", "ราคา"),
+        ({"kind": "rule"}, "⚙ Rule", "rule", ""),
+        ({"kind": "person", "name": " สมศรี  ใจดี"}, "👤 สมศรี ใจดี", "person", "สมศรี ใจดี"),
     ],
 )
 def test_a_replys_sender_is_kept_and_labelled_on_the_chat_page(
-    sandbox, settings, sender, label, kind
+    sandbox, settings, sender, label, kind, name
 ):
     """The body's sender field is kept with the reply (its JSON, the chat's JSON) and the
     chat page shows the label, in an element of the kind's class."""
@@ -798,9 +798,9 @@ def test_a_replys_sender_is_kept_and_labelled_on_the_chat_page(
 
     [received] = requests.get(sandbox.url + "/_sandbox/messages", timeout=5).json()["messages"]
     assert received["sender"] == sender
-    assert received["label"] == {"kind": kind, "text": label}
+    assert received["label"] == {"kind": kind, "text": label, "name": name}
     [entry] = sandbox.conversation("chat-s")["entries"]
-    assert entry["label"] == {"kind": kind, "text": label}
+    assert entry["label"] == {"kind": kind, "text": label, "name": name}
     page = chat_page(sandbox, "chat-s").text
     assert (
         f'<li class="site sender-{kind}"><div class="sender">{label}</div>'
@@ -847,7 +847,7 @@ def test_the_sender_field_can_be_another_or_none():
     body = {"message": {"type": "text", "data": "x"}, "chat_id": "c"}
     with Sandbox(port=0, tokens=[TOKEN], sender_field="author") as sb:
         post(sb, SEND, {**body, "author": {"kind": "bot"}, "sender": {"kind": "rule"}})
-        assert sb.received()[0]["label"] == {"kind": "bot", "text": "🤖 Bot"}
+        assert sb.received()[0]["label"] == {"kind": "bot", "text": "🤖 Bot", "name": ""}
         assert sb.info()["sender_field"] == "author"
     with Sandbox(port=0, tokens=[TOKEN], sender_field="") as sb:
         post(sb, SEND, {**body, "sender": {"kind": "bot"}})
@@ -885,7 +885,7 @@ def test_the_command_reads_the_sender_field_it_is_given():
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=10)
-    assert received["label"] == {"kind": "rule", "text": "⚙ Rule: FAQ"}
+    assert received["label"] == {"kind": "rule", "text": "⚙ Rule: FAQ", "name": "FAQ"}
     assert "Sender field:  author" in process.banner
 
 

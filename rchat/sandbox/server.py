@@ -13,9 +13,10 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from string import Template
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from . import i18n
 from .state import (
     CHANNELS,
     DEFAULT_SECRET,
@@ -144,12 +145,12 @@ class SandboxHandler(BaseHTTPRequestHandler):
     def send_text(self, status, text, content_type):
         self._send(status, text.encode("utf-8"), content_type)
 
-    def send_page(self, text):
+    def send_page(self, text, headers=None):
         self._send(
             200,
             text.encode("utf-8"),
             "text/html; charset=utf-8",
-            {"Content-Security-Policy": PAGE_CSP},
+            {"Content-Security-Policy": PAGE_CSP, **(headers or {})},
         )
 
     def _send(self, status, data, content_type, headers=None):
@@ -435,7 +436,8 @@ class Sandbox:
         if method == "POST" and path == self.send_path:
             return self._api_call(request, "send", body)
         if method == "GET" and path == "/":
-            return request.send_page(self._page("index.html", {}))
+            language, headers = self._language(request)
+            return request.send_page(self._page(request, "index.html", language), headers)
         match = CHAT_PATH.match(path)
         if method == "GET" and match:
             return self._chat_page(request, unquote(match["chat_id"]))
@@ -452,29 +454,61 @@ class Sandbox:
             )
         return request.send_json(404, {"status": "ERROR", "reason": f"No page at {path}."})
 
-    def _page(self, name, values, markup=None):
-        """An asset page with ``values`` filled in, escaped; ``markup`` values are HTML
-        built by this module (``_thread_html``), which escapes what goes into it."""
-        escaped = {k: html.escape(str(v), quote=True) for k, v in values.items()}
-        return Template(_asset(name)).safe_substitute({**escaped, **(markup or {})})
+    def _language(self, request):
+        """The page's language (docs/sandbox.md, "Languages") and the headers that
+        remember a choice made with ``?lang=``."""
+        language, remember = i18n.choose_language(
+            request.query.get("lang"),
+            request.headers.get("Cookie"),
+            request.headers.get("Accept-Language"),
+        )
+        return language, ({"Set-Cookie": i18n.remember_header(language)} if remember else {})
+
+    def _page(self, request, name, language, values=None, markup=None):
+        """An asset page in ``language``: its words and ``values`` filled in, escaped;
+        ``markup`` values are HTML built by this module (``_thread_html``), which
+        escapes what goes into it."""
+        words = i18n.texts(language)
+        shown = {k: v for k, v in words.items() if isinstance(v, str)}
+        escaped = {
+            k: html.escape(str(v), quote=True) for k, v in {**shown, **(values or {})}.items()
+        }
+        common = {
+            "texts_json": i18n.texts_json(words),
+            "language_switch_links": _switch_html(request, language, words),
+        }
+        return Template(_asset(name)).safe_substitute({**escaped, **common, **(markup or {})})
 
     def _chat_page(self, request, chat_id):
         channel = request.query.get("channel")
         if channel and channel not in CHANNELS:
             raise SandboxInputError(f"channel must be one of {', '.join(CHANNELS)}.")
+        language, headers = self._language(request)
         chat = self.state.chat(chat_id, channel=channel, name=request.query.get("name"))
         conversation = self.state.conversation(chat.chat_id) or {"entries": []}
+        words = i18n.texts(language)
+        # The words are escaped first, then the values put in with their markup.
+        who = html.escape(words["chat_who"]) % {
+            "channel": f"<b>{html.escape(chat.channel)}</b>",
+            "name": f'<b id="user-name">{html.escape(chat.name)}</b>',
+        }
         page = self._page(
+            request,
             "chat.html",
+            language,
             {
                 "chat_id": chat.chat_id,
                 "channel": chat.channel,
                 "name": chat.name,
                 "time_zone": self.time_zone,
+                "page_title": words["chat_title"] % {"chat_id": chat.chat_id},
             },
-            markup={"thread": _thread_html(conversation["entries"], self.zone)},
+            markup={
+                "thread": _thread_html(conversation["entries"], self.zone, words),
+                "chat_who_html": who,
+            },
         )
-        request.send_page(page)
+        request.send_page(page, headers)
 
     def _control(self, request, method, path, payload):
         """The /_sandbox JSON API the pages and tests use."""
@@ -629,12 +663,26 @@ def send_body_problem(payload):
 # with the same elements and classes.
 
 
-def _thread_html(entries, zone):
+def _switch_html(request, language, words):
+    """The language switch: a link per language to this page with ``?lang=``."""
+    path = urlsplit(request.path).path
+    links = []
+    for code in i18n.LANGUAGES:
+        href = html.escape(f"{path}?{urlencode({**request.query, 'lang': code})}")
+        current = ' aria-current="true"' if code == language else ""
+        name = html.escape(i18n.LANGUAGE_NAMES[code])
+        links.append(f'<a href="{href}" hreflang="{code}" lang="{code}"{current}>{name}</a>')
+    label = html.escape(words["language_switch"], quote=True)
+    return f'<nav class="languages" aria-label="{label}">{" · ".join(links)}</nav>'
+
+
+def _thread_html(entries, zone, words=None):
+    words = words or i18n.texts(i18n.DEFAULT_LANGUAGE)
     now = datetime.now(UTC)
-    return "".join(_entry_html(entry, zone, now) for entry in entries)
+    return "".join(_entry_html(entry, zone, now, words) for entry in entries)
 
 
-def _entry_html(entry, zone, now):
+def _entry_html(entry, zone, now, words):
     """One ``<li>``: who wrote it (a reply's label), the bubble, the time and a note."""
     label = entry.get("label")
     classes = entry["from"] + (f" sender-{label['kind']}" if label else "")
@@ -647,17 +695,19 @@ def _entry_html(entry, zone, now):
         shown = data if isinstance(data, str) else compact
         text = f"{entry['type']}: {shown}"
     if entry["from"] == "user":
-        note, bad = _webhook_note(entry.get("webhook") or {})
+        note, bad = _webhook_note(entry.get("webhook") or {}, words)
     else:
-        note, bad = "from the site", False
+        note, bad = words["from_the_site"], False
     parts = [f'<li class="{html.escape(classes)}">']
     if label:
-        parts.append(f'<div class="sender">{html.escape(label["text"])}</div>')
+        parts.append(f'<div class="sender">{html.escape(i18n.label_text(label, words))}</div>')
     parts.append(f'<div class="bubble">{html.escape(text)}</div>')
     at = _parse_at(entry["at"])
+    time_words = words["time"]
+    title = html.escape(full_text(at, zone, time_words))
     shown = (
-        f'<time datetime="{html.escape(entry["at"])}" title="{html.escape(full_text(at, zone))}">'
-        f"{html.escape(when_text(at, zone, now))}</time>"
+        f'<time datetime="{html.escape(entry["at"])}" title="{title}">'
+        f"{html.escape(when_text(at, zone, now, time_words))}</time>"
     )
     parts.append(
         f'<div class="{"meta bad" if bad else "meta"}">{shown} · {html.escape(note)}</div></li>'
@@ -665,25 +715,15 @@ def _entry_html(entry, zone, now):
     return "".join(parts)
 
 
-# --- Times, as the site shows them (rchat.ui.when), in English ------------------------
+# --- Times, as the site shows them (rchat.ui.when) --------------------------------------
 # In the site's time zone: today "14:05", yesterday "Yesterday 14:05", this year
-# "3 Dec 14:05", before "3 Dec 2025"; the full date and time in the title. sandbox.js's
-# ``whenText`` / ``fullText`` write the same (tests/test_when.py holds them together).
+# "3 Dec 14:05", before "3 Dec 2025"; the full date and time in the title. In Thai the
+# month names are Thai and a year is in the Buddhist era ("2 ธ.ค. 2568"), as
+# rchat.ui.when writes them: ``words`` is ``i18n.texts(language)["time"]`` (English
+# when left out). sandbox.js's ``whenText`` / ``fullText`` write the same with the same
+# words (tests/test_when.py and tests/test_sandbox_i18n.py hold them together).
 
-MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
+MONTHS = i18n.ENGLISH_MONTHS
 
 
 def _parse_at(value):
@@ -691,34 +731,39 @@ def _parse_at(value):
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def when_text(at, zone, now):
+def when_text(at, zone, now, words=None):
     """``at`` as a chat page shows it under a message, in ``zone``, on the day ``now``."""
+    words = words or i18n.ENGLISH_TIME_WORDS
     shown, today = at.astimezone(zone), now.astimezone(zone).date()
     clock = f"{shown:%H:%M}"
     if shown.date() == today:
         return clock
     if shown.date() == today - timedelta(days=1):
-        return f"Yesterday {clock}"
-    day = f"{shown.day} {MONTHS[shown.month - 1][:3]}"
-    return f"{day} {clock}" if shown.year == today.year else f"{day} {shown.year}"
+        return words["yesterday"] % {"time": clock}
+    day = f"{shown.day} {words['months_short'][shown.month - 1]}"
+    year = shown.year + words["era_offset"]
+    return f"{day} {clock}" if shown.year == today.year else f"{day} {year}"
 
 
-def full_text(at, zone):
+def full_text(at, zone, words=None):
     """The full date and time in ``zone``: "3 December 2025 14:05:09"."""
+    words = words or i18n.ENGLISH_TIME_WORDS
     shown = at.astimezone(zone)
-    return f"{shown.day} {MONTHS[shown.month - 1]} {shown.year} {shown:%H:%M:%S}"
+    month, year = words["months"][shown.month - 1], shown.year + words["era_offset"]
+    return f"{shown.day} {month} {year} {shown:%H:%M:%S}"
 
 
-def _webhook_note(webhook):
+def _webhook_note(webhook, words):
     """What the page says under an end user's message about its webhook (sandbox.js's
     ``webhookNote``), and whether it went wrong."""
     if webhook.get("pending"):
-        return "sending to the site…", False
+        return words["webhook_pending"], False
     if webhook.get("ok"):
-        return f"delivered to the site (HTTP {webhook['status']})", False
+        return words["webhook_delivered"] % {"status": webhook["status"]}, False
     if webhook.get("status"):
-        return f"the site answered HTTP {webhook['status']}: {webhook.get('answer') or ''}", True
-    return webhook.get("error") or "not delivered", True
+        values = {"status": webhook["status"], "answer": webhook.get("answer") or ""}
+        return words["webhook_refused"] % values, True
+    return webhook.get("error") or words["webhook_failed"], True
 
 
 def chat_url(base_url, chat_id, *, channel="web", name=""):

@@ -55,7 +55,9 @@ def sender_label(sender):
 
     ``sender`` is what the Send Message body carried under the sender field (rchat
     sends ``{"kind": "person" | "bot" | "rule", "name": ...}``). The answer is
-    ``{"kind", "text"}``: "🤖 Bot", "⚙ Rule: <name>", "👤 <name>". Anything else (no
+    ``{"kind", "text", "name"}``: the text in English ("🤖 Bot", "⚙ Rule: <name>",
+    "👤 <name>"), the name shortened; the pages write it in their language from
+    ``kind`` and ``name`` (``i18n.label_text``). Anything else (no
     field, another shape, an unknown kind) gets no label: ``kind`` becomes a CSS class
     on the page, so only these three are ever used.
     """
@@ -72,7 +74,7 @@ def sender_label(sender):
         text = f"👤 {name}" if name else "👤 Person"
     else:
         return None
-    return {"kind": kind, "text": text}
+    return {"kind": kind, "text": text, "name": name}
 
 
 class SandboxInputError(ValueError):

@@ -1,6 +1,15 @@
 // The sandbox pages: plain JavaScript, no libraries, polling the /_sandbox JSON API.
 "use strict";
 
+// The page's words, in its language, from the server (rchat/sandbox/i18n.py): one
+// catalogue for the page and its script. t("key", {name: value}) fills "%(name)s".
+const TEXTS = JSON.parse(document.getElementById("sandbox-texts").textContent);
+
+function t(key, values) {
+  const text = TEXTS[key] === undefined ? key : TEXTS[key];
+  return text.replace(/%(?:\((\w+)\)s|%)/g, (match, name) => (name ? String(values[name]) : "%"));
+}
+
 async function api(method, path, body) {
   const options = { method, headers: { "Content-Type": "application/json; charset=utf-8" } };
   if (body !== undefined) options.body = JSON.stringify(body);
@@ -35,7 +44,7 @@ function content(entry) {
   const name = typeof fields.name === "string" ? fields.name : "";
   if (entry.type === "image" && url) {
     return el("a", { href: url, target: "_blank", rel: "noopener noreferrer" },
-      el("img", { class: "thumb", src: url, alt: name || "image", loading: "lazy", referrerpolicy: "no-referrer" }));
+      el("img", { class: "thumb", src: url, alt: name || t("image"), loading: "lazy", referrerpolicy: "no-referrer" }));
   }
   if (entry.type === "file" && url) {
     return el("a", { class: "file", href: url, target: "_blank", rel: "noopener noreferrer" }, "📎 " + (name || url));
@@ -57,12 +66,10 @@ function every(ms, fn) {
 // --- times, as the site shows them ----------------------------------------------------
 // In the site's time zone (the page's data-time-zone, its TIME_ZONE): today "14:05",
 // yesterday "Yesterday 14:05", this year "3 Dec 14:05", before "3 Dec 2025"; the full
-// date and time in the title. server.py's when_text / full_text write the same. Intl
-// gives the numbers in the zone; the words are written here, as in server.py (Intl's
-// own en-GB would write "Sept").
-
-const MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
-  "September", "October", "November", "December"];
+// date and time in the title; in Thai, Thai months and the Buddhist era ("2 ธ.ค. 2568").
+// server.py's when_text / full_text write the same. Intl gives the numbers in the zone;
+// the words are the server's (TEXTS.time: rchat.ui.when's), not Intl's (its en-GB would
+// write "Sept").
 
 function zoned(date, timeZone) {
   const parts = {};
@@ -79,18 +86,21 @@ function zoned(date, timeZone) {
   };
 }
 
-function whenText(at, timeZone, now) {
-  const t = zoned(new Date(at), timeZone);
+function whenText(at, timeZone, now, words) {
+  const w = words || TEXTS.time;
+  const shown = zoned(new Date(at), timeZone);
   const today = zoned(now || new Date(), timeZone);
-  if (t.days === today.days) return t.clock;
-  if (t.days === today.days - 1) return "Yesterday " + t.clock;
-  const day = t.day + " " + MONTHS[t.month - 1].slice(0, 3);
-  return t.year === today.year ? day + " " + t.clock : day + " " + t.year;
+  if (shown.days === today.days) return shown.clock;
+  if (shown.days === today.days - 1) return w.yesterday.replace("%(time)s", shown.clock);
+  const day = shown.day + " " + w.months_short[shown.month - 1];
+  return shown.year === today.year ? day + " " + shown.clock : day + " " + (shown.year + w.era_offset);
 }
 
-function fullText(at, timeZone) {
-  const t = zoned(new Date(at), timeZone);
-  return t.day + " " + MONTHS[t.month - 1] + " " + t.year + " " + t.clock + ":" + t.second;
+function fullText(at, timeZone, words) {
+  const w = words || TEXTS.time;
+  const shown = zoned(new Date(at), timeZone);
+  return shown.day + " " + w.months[shown.month - 1] + " " + (shown.year + w.era_offset) + " " +
+    shown.clock + ":" + shown.second;
 }
 
 function timeEl(at, timeZone) {
@@ -101,10 +111,22 @@ function timeEl(at, timeZone) {
 
 function webhookNote(entry) {
   const w = entry.webhook || {};
-  if (w.pending) return ["sending to the site…", false];
-  if (w.ok) return ["delivered to the site (HTTP " + w.status + ")", false];
-  if (w.status) return ["the site answered HTTP " + w.status + ": " + (w.answer || ""), true];
-  return [w.error || "not delivered", true];
+  if (w.pending) return [t("webhook_pending"), false];
+  if (w.ok) return [t("webhook_delivered", { status: w.status }), false];
+  if (w.status) return [t("webhook_refused", { status: w.status, answer: w.answer || "" }), true];
+  return [w.error || t("webhook_failed"), true];
+}
+
+// A reply's sender label in the page's language (server.py: i18n.label_text).
+const LABEL_EMOJI = { bot: "🤖", rule: "⚙", person: "👤" };
+
+function labelText(label) {
+  const name = label.name || "";
+  let shown;
+  if (label.kind === "bot") shown = t("label_bot");
+  else if (label.kind === "rule") shown = name ? t("label_rule_named", { name }) : t("label_rule");
+  else shown = name || t("label_person");
+  return LABEL_EMOJI[label.kind] + " " + shown;
 }
 
 function chatPage() {
@@ -132,12 +154,12 @@ function chatPage() {
           const [note, bad] = webhookNote(entry);
           meta = el("div", { class: bad ? "meta bad" : "meta" }, timeEl(entry.at, zone), " · " + note);
         } else {
-          meta = el("div", { class: "meta" }, timeEl(entry.at, zone), " · from the site");
+          meta = el("div", { class: "meta" }, timeEl(entry.at, zone), " · " + t("from_the_site"));
         }
         // Who wrote a reply (the server's label: kind is bot, rule or person only).
         const label = entry.label;
         if (!label) return el("li", { class: entry.from }, bubble, meta);
-        const sender = el("div", { class: "sender" }, label.text);
+        const sender = el("div", { class: "sender" }, labelText(label));
         return el("li", { class: entry.from + " sender-" + label.kind }, sender, bubble, meta);
       })
     );
@@ -165,7 +187,30 @@ function chatPage() {
 }
 
 function lastFrom(last) {
-  return last.label ? last.label.text : last.from;
+  if (last.label) return labelText(last.label);
+  return last.from === "user" ? t("from_user") : t("from_site");
+}
+
+// A fault as words: "answers HTTP 503, 1 of 2 call(s) hit".
+function faultText(f) {
+  const parts = [];
+  if (f.status !== null && f.status !== undefined) parts.push(t("fault_status_is", { status: f.status }));
+  if (f.drop) parts.push(t("fault_drop_is"));
+  if (f.retry_after !== null && f.retry_after !== undefined) parts.push(t("fault_retry_after_is", { seconds: f.retry_after }));
+  if (f.latency_ms) parts.push(t("fault_latency_is", { ms: f.latency_ms }));
+  if (f.share !== 1) parts.push(t("fault_share_is", { percent: Math.round(f.share * 100) }));
+  parts.push(t("fault_on") + " " + t("on_" + f.on));
+  parts.push(f.count ? t("fault_count_is", { applied: f.applied, count: f.count })
+    : t("fault_until_cleared_is", { applied: f.applied }));
+  return "#" + f.id + " " + parts.join(", ");
+}
+
+// A setting's value as words: yes / no, "(none)" for nothing, lists joined.
+function settingText(value) {
+  if (value === true) return t("yes");
+  if (value === false) return t("no");
+  if (value === "" || value === null || (Array.isArray(value) && !value.length)) return t("none");
+  return Array.isArray(value) ? value.join(", ") : show(value);
 }
 
 // --- index page --------------------------------------------------------------------
@@ -187,10 +232,13 @@ function indexPage() {
       })
     );
     document.getElementById("faults").replaceChildren(
-      ...faults.map((f) => el("li", {}, JSON.stringify(f)))
+      ...(faults.length ? faults.map((f) => el("li", { "data-fault": JSON.stringify(f) }, faultText(f)))
+        : [el("li", { class: "muted" }, t("no_faults"))])
     );
     document.getElementById("info").replaceChildren(
-      ...Object.entries(info).flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, show(v))])
+      ...Object.entries(info).flatMap(([k, v]) => [
+        el("dt", { "data-key": k }, TEXTS.info[k] || k), el("dd", {}, settingText(v)),
+      ])
     );
   }
 
@@ -205,10 +253,10 @@ function indexPage() {
     event.preventDefault();
     const f = formData(event.target);
     const out = document.getElementById("burst-result");
-    out.textContent = "sending…";
+    out.textContent = t("burst_sending");
     try {
       const r = await api("POST", "/_sandbox/burst", { messages: Number(f.messages), chats: Number(f.chats) });
-      out.textContent = `${r.messages} messages over ${r.chats} chats: ${r.delivered} delivered, ${r.failed} failed, ${r.seconds} s.`;
+      out.textContent = t("burst_done", r);
     } catch (e) {
       out.textContent = e.message;
     }
