@@ -20,6 +20,13 @@ from django.views.i18n import JavaScriptCatalog
 
 # Admin's templates and Python code (the "django" domain).
 STRINGS = [
+    # Django 6's admin and forms.
+    gettext_noop("Run"),
+    gettext_noop("Pagination %(name)s"),
+    gettext_noop("Pagination %(name)s entries"),
+    gettext_noop("Search %(name)s"),
+    gettext_noop("Filter by %(field_name)s"),
+    gettext_noop("- Select an option -"),
     gettext_noop("Skip to main content"),
     gettext_noop("Breadcrumbs"),
     gettext_noop("Sidebar"),
