@@ -373,13 +373,18 @@ def conversation(request, pk):
                 form.add_service_errors(exc)
             else:
                 return _back_to_room(request, room)
+    return _conversation_page(request, room, form=form)
+
+
+def _conversation_page(request, room, *, form, note_form=None):
+    """The conversation drawn with ``form`` in the reply box and ``note_form`` (or an
+    empty one) under the notes: what a GET shows, and a refused reply or note."""
     services.room_mark_read(room=room)
     # The agent sees the room's notes: the ones that mention them are seen.
     services.mentions_seen(user=request.user, room=room)
     context = _room_list_context(request, _filters(request), current=room.pk)
     context.update(_thread_context(request, room))
-    # A note refused by note_add comes back with its reason (see note_add below).
-    context.update(_notes_context(request, room, getattr(request, "rchat_note_form", None)))
+    context.update(_notes_context(request, room, note_form))
     action = reverse("rchat:inbox-room", kwargs={"pk": room.pk})
     if context["querystring"]:
         action = f"{action}?{context['querystring']}"
@@ -686,8 +691,7 @@ def note_add(request, pk):
     """Add a private note to the room (never sent to R-Chat), then back to it.
 
     A note that cannot be saved shows the conversation again with the reason next to
-    the note and its text as typed: the conversation view renders it, as a GET, with
-    this form in place of an empty one.
+    the note and its text as typed.
     """
     room = _get_room(pk)
     form = NoteForm(request.POST)
@@ -699,9 +703,7 @@ def note_add(request, pk):
         else:
             messages.success(request, _("Note added."))
             return _back_to_notes(request, room)
-    request.method = "GET"
-    request.rchat_note_form = form
-    return conversation(request, pk)
+    return _conversation_page(request, room, form=ReplyForm(), note_form=form)
 
 
 @require_POST
